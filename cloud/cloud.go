@@ -1,0 +1,216 @@
+// Package cloud is credloop's stand-in for an IoT cloud: a fake CA, a
+// registry and the device endpoints, importable in tests like httptest.
+//
+//	c, err := cloud.New(cloud.Options{})   // in-memory, random ports
+//	defer c.Close()
+//	addr := c.Addrs().CoAPS
+package cloud
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/credloop/credloop/cloud/coap"
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+// Layout of a credloop directory.
+const (
+	RegistryFile = "registry.db"
+	CADirName    = "ca"
+	DefaultCA    = "default"
+)
+
+// RegistryPath is the SQLite registry inside dir.
+func RegistryPath(dir string) string { return filepath.Join(dir, RegistryFile) }
+
+// CADir is where the CA called name keeps its files inside dir.
+func CADir(dir, name string) string {
+	if name == "" {
+		name = DefaultCA
+	}
+	return filepath.Join(dir, CADirName, name)
+}
+
+// Options configures a Cloud. The zero value runs everything in memory on
+// random loopback ports.
+type Options struct {
+	// Dir keeps the CA and the registry; they survive a restart. Empty
+	// means in memory (a fresh CA each time).
+	Dir string
+	// CoAPAddr is the DTLS/CoAP listen address; default "127.0.0.1:0".
+	CoAPAddr string
+	// Hosts are extra names/addresses for the server certificate's SANs.
+	Hosts []string
+	// IdleTimeout closes idle DTLS sessions (default 120 s).
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds a DTLS handshake (default 10 s).
+	HandshakeTimeout time.Duration
+	// Registry and Authority, when set, are used instead of those in Dir.
+	// The Cloud does not close a Registry it was given.
+	Registry  *registry.Registry
+	Authority *fakeca.Authority
+	// KeyType of a CA created on first start; default ECDSA P-256.
+	KeyType fakeca.KeyType
+	Now     func() time.Time
+	Rand    io.Reader
+	Logger  *slog.Logger
+}
+
+// Addrs are the bound addresses of the endpoints.
+type Addrs struct {
+	CoAPS string `json:"coaps,omitempty"`
+}
+
+// Cloud is a running cloud stand-in.
+type Cloud struct {
+	Registry  *registry.Registry
+	Authority *fakeca.Authority
+
+	opts      Options
+	ownReg    bool
+	coap      *coap.Server
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New opens (or creates) the CA and registry and starts the endpoints.
+func New(opts Options) (*Cloud, error) {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Cloud{opts: opts, Registry: opts.Registry, Authority: opts.Authority}
+	var err error
+	if c.Authority == nil {
+		c.Authority, err = OpenAuthority(opts.Dir, DefaultCA, true, opts.KeyType, fakeca.Options{Now: opts.Now, Rand: opts.Rand}, opts.Logger)
+		if err != nil {
+			return nil, err
+		}
+	}
+	if c.Registry == nil {
+		path := ":memory:"
+		if opts.Dir != "" {
+			if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+				return nil, fmt.Errorf("cloud: %w", err)
+			}
+			path = RegistryPath(opts.Dir)
+		}
+		c.Registry, err = registry.Open(path, registry.Options{Now: opts.Now, Logger: opts.Logger})
+		if err != nil {
+			return nil, fmt.Errorf("cloud: %w", err)
+		}
+		c.ownReg = true
+	}
+	c.coap, err = coap.Listen(coap.Options{
+		Addr:             opts.CoAPAddr,
+		Registry:         c.Registry,
+		Authority:        c.Authority,
+		Hosts:            opts.Hosts,
+		IdleTimeout:      opts.IdleTimeout,
+		HandshakeTimeout: opts.HandshakeTimeout,
+		Now:              opts.Now,
+		Rand:             opts.Rand,
+		Logger:           opts.Logger,
+	})
+	if err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// OpenAuthority loads the CA called name from dir; with create, a missing
+// CA is initialised (and saved when dir is not empty).
+func OpenAuthority(dir, name string, create bool, kt fakeca.KeyType, fo fakeca.Options, log *slog.Logger) (*fakeca.Authority, error) {
+	if dir == "" {
+		a, err := fakeca.Init(kt, fo)
+		if err != nil {
+			return nil, fmt.Errorf("cloud: %w", err)
+		}
+		return a, nil
+	}
+	a, err := fakeca.Load(CADir(dir, name), fo)
+	if err == nil || !create || !errors.Is(err, fakeca.ErrNoCA) {
+		return a, err
+	}
+	a, err = fakeca.Init(kt, fo)
+	if err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	if err := a.Save(CADir(dir, name)); err != nil {
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	if log != nil {
+		log.Info("created CA", "dir", CADir(dir, name), "root", fakeca.Fingerprint(a.Root.Cert.Raw)[:16])
+	}
+	return a, nil
+}
+
+// Addrs reports the bound addresses.
+func (c *Cloud) Addrs() Addrs {
+	var a Addrs
+	if c.coap != nil {
+		a.CoAPS = c.coap.Addr().String()
+	}
+	return a
+}
+
+// CoAP is the DTLS/CoAP endpoint.
+func (c *Cloud) CoAP() *coap.Server { return c.coap }
+
+// Revoke marks the certificate with serial (issued by the CA certificate
+// whose fingerprint is issuerFP) revoked, and drops live sessions that used
+// it or any certificate it issued.
+func (c *Cloud) Revoke(ctx context.Context, issuerFP, serial string, reason int) error {
+	if _, err := c.Registry.Revoke(ctx, issuerFP, serial, reason); err != nil {
+		return err
+	}
+	c.coap.Drop(func(p coap.Peer) bool {
+		for i, cert := range p.Chain {
+			if i+1 < len(p.Chain) && fakeca.Fingerprint(p.Chain[i+1].Raw) == issuerFP && fmt.Sprintf("%x", cert.SerialNumber) == serial {
+				return true
+			}
+		}
+		return false
+	}, "certificate revoked")
+	return nil
+}
+
+// DisableDevice disables a device and drops its live sessions.
+func (c *Cloud) DisableDevice(ctx context.Context, project, device string) error {
+	if err := c.Registry.SetDeviceDisabled(ctx, project, device, true); err != nil {
+		return err
+	}
+	c.coap.Drop(func(p coap.Peer) bool { return p.Project == project && p.Device == device }, "device disabled")
+	return nil
+}
+
+// Close stops the endpoints and closes what New opened. It is idempotent.
+func (c *Cloud) Close() error {
+	c.closeOnce.Do(func() {
+		var errs []error
+		if c.coap != nil {
+			errs = append(errs, c.coap.Close())
+		}
+		if c.ownReg && c.Registry != nil {
+			errs = append(errs, c.Registry.Close())
+		}
+		c.closeErr = errors.Join(errs...)
+	})
+	return c.closeErr
+}

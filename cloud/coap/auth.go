@@ -1,0 +1,382 @@
+package coap
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/pion/dtls/v3"
+
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+// Peer is the authenticated identity behind a DTLS session.
+type Peer struct {
+	Project, Device string
+	// Method is "psk" or "cert".
+	Method string
+	// Credential names the credential used: the PSK identity, or the
+	// certificate's SHA-256 fingerprint. Never a secret.
+	Credential   string
+	CredentialID int64
+	// Chain is the verified client chain, leaf first (certificate method).
+	Chain []*x509.Certificate
+	Addr  net.Addr
+}
+
+// Event kinds recorded by the endpoint.
+const (
+	KindAuthPSK       = "auth.psk"
+	KindAuthCert      = "auth.cert"
+	KindProvisionAuto = "provision.auto"
+	KindCredAdded     = "credential.added"
+	KindSessionClosed = "session.closed"
+	KindESTEnroll     = "est.enroll"
+	KindESTReenroll   = "est.reenroll"
+	KindPKICSR        = "pki.csr"
+)
+
+// handshakeState carries what the callbacks of one handshake learned, so
+// that the outcome (success or the precise reason of a failure) is recorded
+// once, against the right device.
+type handshakeState struct {
+	srv    *Server
+	remote net.Addr
+
+	mu         sync.Mutex
+	method     string // "psk" or "cert" once known
+	project    string
+	device     string
+	credential string
+	credID     int64
+	reason     string // set by a callback that rejected the peer
+	chain      []*x509.Certificate
+	newDevice  bool // certificate of a device the registry does not know yet
+	newCert    bool // certificate not yet registered
+
+	decryptOnce   sync.Once
+	decryptFailed chan struct{}
+}
+
+func (hs *handshakeState) decryptFailure() {
+	hs.decryptOnce.Do(func() { close(hs.decryptFailed) })
+}
+
+func (hs *handshakeState) reject(reason string) error {
+	hs.mu.Lock()
+	hs.reason = reason
+	hs.mu.Unlock()
+	return errors.New(reason)
+}
+
+// fail records the failed handshake as an event with the best reason known.
+func (hs *handshakeState) fail(err error) {
+	hs.mu.Lock()
+	method, reason := hs.method, hs.reason
+	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Outcome: "fail"}
+	hs.mu.Unlock()
+	select {
+	case <-hs.decryptFailed:
+		if reason == "" && method == "psk" {
+			reason = "psk mismatch: the client's Finished did not decrypt with the registered key"
+		}
+	default:
+	}
+	if reason == "" {
+		reason = "handshake failed: " + err.Error()
+	}
+	switch method {
+	case "psk":
+		ev.Kind = KindAuthPSK
+	case "cert":
+		ev.Kind = KindAuthCert
+	default:
+		// Failed before either method was chosen (no common suite, garbage,
+		// timeout): nothing identifies a device.
+		ev.Kind = "auth.handshake"
+	}
+	ev.Reason = reason
+	hs.srv.record(ev)
+	hs.srv.log.Info("handshake failed", "remote", hs.remote.String(), "kind", ev.Kind,
+		"project", ev.Project, "device", ev.Device, "credential", ev.Credential, "reason", reason)
+}
+
+// Cipher suites offered: Golioth's PSK and certificate sets.
+var (
+	pskSuites = []dtls.CipherSuiteID{
+		dtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
+		dtls.TLS_PSK_WITH_AES_128_CCM,
+		dtls.TLS_PSK_WITH_AES_128_CCM_8,
+		dtls.TLS_PSK_WITH_AES_128_CBC_SHA256,
+	}
+	certSuites = []dtls.CipherSuiteID{
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM,
+		dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8,
+	}
+)
+
+func (s *Server) dtlsConfig(hs *handshakeState) *dtls.Config {
+	return &dtls.Config{
+		Certificates:          []tls.Certificate{s.serverCert},
+		CipherSuites:          append(append([]dtls.CipherSuiteID{}, pskSuites...), certSuites...),
+		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
+		ClientAuth:            dtls.RequireAnyClientCert,
+		PSK:                   hs.psk,
+		VerifyPeerCertificate: hs.verifyCert,
+		InsecureSkipVerify:    false,
+		LoggerFactory:         pionLogger{hs: hs},
+		MTU:                   1200,
+	}
+}
+
+// psk looks the identity up in the registry. The identity is
+// "<device-id>@<project-id>" (Golioth); a device may hold two PSKs, each
+// with its own identity, so that a new key can be tried while the old one
+// still works.
+func (hs *handshakeState) psk(identity []byte) ([]byte, error) {
+	id := string(identity)
+	hs.mu.Lock()
+	hs.method = "psk"
+	hs.credential = printable(id)
+	hs.mu.Unlock()
+	dev, proj, err := registry.ParsePSKIdentity(id)
+	if err != nil {
+		return nil, hs.reject("psk identity malformed: want <device-id>@<project-id>")
+	}
+	hs.mu.Lock()
+	hs.project, hs.device = proj, dev
+	hs.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), hs.srv.opts.HandshakeTimeout)
+	defer cancel()
+	cred, device, err := hs.srv.reg.PSKByIdentity(ctx, id)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return nil, hs.reject("psk identity unknown")
+	case err != nil:
+		hs.srv.log.Error("psk lookup", "err", err)
+		return nil, hs.reject("registry unavailable")
+	}
+	hs.mu.Lock()
+	hs.project, hs.device, hs.credID = device.Project, device.ID, cred.ID
+	hs.mu.Unlock()
+	if device.Disabled {
+		return nil, hs.reject("device disabled")
+	}
+	if cred.State != registry.StateActive {
+		return nil, hs.reject("psk credential " + string(cred.State))
+	}
+	return cred.PSK, nil
+}
+
+// verifyCert checks the client chain: subject O names a project, CN the
+// device; the chain verifies with the cloud's clock against the roots the
+// project trusts (or, for a certificate the registry already holds, against
+// the cloud's own CA that issued it); nothing in the chain is revoked; the
+// credential and the device are usable.
+func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) error {
+	hs.mu.Lock()
+	hs.method = "cert"
+	hs.mu.Unlock()
+	if len(raw) == 0 {
+		return hs.reject("no client certificate")
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for _, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return hs.reject("client certificate malformed")
+		}
+		certs = append(certs, c)
+	}
+	leaf := certs[0]
+	fp := fakeca.Fingerprint(leaf.Raw)
+	hs.mu.Lock()
+	hs.credential = fp
+	hs.mu.Unlock()
+	if len(leaf.Subject.Organization) != 1 || leaf.Subject.CommonName == "" {
+		return hs.reject("certificate subject must have one O (project) and a CN (device)")
+	}
+	project, device := leaf.Subject.Organization[0], leaf.Subject.CommonName
+	hs.mu.Lock()
+	hs.project, hs.device = printable(project), printable(device)
+	hs.mu.Unlock()
+	if err := registry.ValidID(project); err != nil {
+		return hs.reject("certificate O is not a valid project id")
+	}
+	if err := registry.ValidID(device); err != nil {
+		return hs.reject("certificate CN is not a valid device id")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), hs.srv.opts.HandshakeTimeout)
+	defer cancel()
+	reg := hs.srv.reg
+	if _, err := reg.Project(ctx, project); err != nil {
+		if errors.Is(err, registry.ErrNotFound) {
+			return hs.reject("unknown project " + project)
+		}
+		return hs.reject("registry unavailable")
+	}
+	known, err := reg.CertificateByFingerprint(ctx, fp)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		hs.mu.Lock()
+		hs.newCert = true
+		hs.mu.Unlock()
+	case err != nil:
+		return hs.reject("registry unavailable")
+	default:
+		if known.Project != project || known.Device != device {
+			return hs.reject("certificate registered to another device")
+		}
+		hs.mu.Lock()
+		hs.credID = known.ID
+		hs.mu.Unlock()
+		if known.State != registry.StateActive {
+			return hs.reject("certificate " + string(known.State))
+		}
+	}
+
+	trusted, err := reg.TrustedRoots(ctx, project)
+	if err != nil {
+		return hs.reject("registry unavailable")
+	}
+	roots := make([]*x509.Certificate, 0, len(trusted)+1)
+	for _, tr := range trusted {
+		c, err := x509.ParseCertificate(tr.DER)
+		if err == nil {
+			roots = append(roots, c)
+		}
+	}
+	if !hs.newCert {
+		// Certificates the cloud itself issued (EST, v1/csr) are registered
+		// when issued; they chain to the cloud's own root.
+		roots = append(roots, hs.srv.opts.Authority.Root.Root())
+	}
+	if len(roots) == 0 {
+		return hs.reject("project " + project + " trusts no root")
+	}
+	chain, err := fakeca.VerifyClient(certs, roots, hs.srv.now())
+	if err != nil {
+		return hs.reject("certificate rejected: " + verifyReason(err))
+	}
+	// Revocation: every certificate of the chain below the root.
+	for i := 0; i+1 < len(chain); i++ {
+		revoked, err := reg.IsRevoked(ctx, fakeca.Fingerprint(chain[i+1].Raw), serialHex(chain[i]))
+		if err != nil {
+			return hs.reject("registry unavailable")
+		}
+		if revoked {
+			if i == 0 {
+				return hs.reject("certificate revoked")
+			}
+			return hs.reject("issuing CA certificate revoked: " + chain[i].Subject.CommonName)
+		}
+	}
+	dev, err := reg.Device(ctx, project, device)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		hs.mu.Lock()
+		hs.newDevice = true
+		hs.mu.Unlock()
+	case err != nil:
+		return hs.reject("registry unavailable")
+	case dev.Disabled:
+		return hs.reject("device disabled")
+	}
+	hs.mu.Lock()
+	hs.chain = chain
+	hs.mu.Unlock()
+	return nil
+}
+
+// admit runs after a successful handshake: it auto-provisions unknown
+// devices and certificates, records the authentication, and returns the
+// session's peer.
+func (s *Server) admit(ctx context.Context, hs *handshakeState) (Peer, error) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	p := Peer{Project: hs.project, Device: hs.device, Method: hs.method, Credential: hs.credential, CredentialID: hs.credID, Chain: hs.chain}
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
+	defer cancel()
+	kind := KindAuthPSK
+	if p.Method == "cert" {
+		kind = KindAuthCert
+		if hs.newDevice {
+			if _, _, err := s.reg.EnsureDevice(ctx, p.Project, p.Device, true); err != nil {
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "fail", Reason: err.Error()})
+				return p, err
+			}
+		}
+		if hs.newCert {
+			cred, err := s.reg.AddCertificate(ctx, p.Project, p.Device, hs.chain[0].Raw, registry.StateActive)
+			if err != nil && !errors.Is(err, registry.ErrExists) {
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "fail", Reason: err.Error()})
+				return p, err
+			}
+			if err == nil {
+				p.CredentialID = cred.ID
+				if len(hs.chain) > 1 {
+					_ = s.reg.SetIssuerFingerprint(ctx, cred.ID, fakeca.Fingerprint(hs.chain[1].Raw))
+				}
+			} else if known, err := s.reg.CertificateByFingerprint(ctx, p.Credential); err == nil {
+				p.CredentialID = known.ID
+			}
+			if hs.newDevice {
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "ok",
+					Reason: "device created on first connect; chain verified to " + hs.chain[len(hs.chain)-1].Subject.CommonName})
+			} else {
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindCredAdded, Outcome: "ok",
+					Reason: "certificate signed by a trusted root added to existing device"})
+			}
+		}
+	}
+	_ = s.reg.TouchDevice(ctx, p.Project, p.Device, s.now())
+	s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: kind, Outcome: "ok", Reason: "session established"})
+	s.log.Info("session established", "project", p.Project, "device", p.Device, "method", p.Method, "credential", p.Credential)
+	return p, nil
+}
+
+func verifyReason(err error) string {
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) {
+		switch inv.Reason {
+		case x509.Expired:
+			if strings.Contains(inv.Detail, "is before") {
+				return "not yet valid"
+			}
+			return "expired"
+		case x509.IncompatibleUsage:
+			return "certificate not valid for client authentication"
+		}
+		return inv.Error()
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return "signed by an untrusted root"
+	}
+	return err.Error()
+}
+
+func serialHex(c *x509.Certificate) string {
+	return fmt.Sprintf("%x", c.SerialNumber)
+}
+
+// printable makes a peer-supplied string safe for logs and events.
+func printable(s string) string {
+	if len(s) > 128 {
+		s = s[:128]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}

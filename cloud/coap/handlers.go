@@ -1,0 +1,185 @@
+package coap
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/credloop/credloop/cloud/registry"
+)
+
+type response = responsewriter.ResponseWriter[*udpClient.Conn]
+
+// Resources served, in /.well-known/core link format.
+const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
+	`</.d>;rt="golioth.lightdb.state";ct=50,` +
+	`</v1/csr>;rt="golioth.pki.csr";ct=42,` +
+	`</.well-known/est/crts>;rt="ace.est.crts";ct="281 287",` +
+	`</.well-known/est/sen>;rt="ace.est.sen";ct="281 287",` +
+	`</.well-known/est/sren>;rt="ace.est.sren";ct="281 287"`
+
+func (s *Server) handle(w *response, r *pool.Message) {
+	p, ok := peerOf(w.Conn())
+	if !ok {
+		// Only authenticated sessions reach go-coap; be defensive anyway.
+		s.reply(w, codes.Unauthorized, "no authenticated session")
+		return
+	}
+	path, err := r.Path()
+	if err != nil || path == "" || path == "/" {
+		// The libcoap-based Golioth SDKs keep the session alive with a CON
+		// DELETE that has no Uri-Path; any response satisfies them.
+		if r.Code() == codes.DELETE {
+			s.reply(w, codes.Deleted, "")
+			return
+		}
+		s.reply(w, codes.NotFound, "no such resource")
+		return
+	}
+	path = strings.TrimPrefix(path, "/")
+	switch {
+	case path == ".well-known/core":
+		s.wellKnown(w, r)
+	case path == "hello":
+		s.hello(w, r, p)
+	case path == ".d" || strings.HasPrefix(path, ".d/"):
+		s.state(w, r, p, strings.TrimPrefix(strings.TrimPrefix(path, ".d"), "/"))
+	case path == "v1/csr":
+		s.pkiCSR(w, r, p)
+	case strings.HasPrefix(path, ".well-known/est/"):
+		s.est(w, r, p, strings.TrimPrefix(path, ".well-known/est/"))
+	default:
+		s.reply(w, codes.NotFound, "no such resource: "+printable(path))
+	}
+}
+
+// reply sets a response with an optional diagnostic payload (RFC 7252
+// section 5.5.2).
+func (s *Server) reply(w *response, code codes.Code, diag string) {
+	var body *bytes.Reader
+	if diag != "" {
+		body = bytes.NewReader([]byte(diag))
+	}
+	if body == nil {
+		if err := w.SetResponse(code, message.TextPlain, nil); err != nil {
+			s.log.Debug("set response", "err", err)
+		}
+		return
+	}
+	if err := w.SetResponse(code, message.TextPlain, body); err != nil {
+		s.log.Debug("set response", "err", err)
+	}
+}
+
+func (s *Server) replyBody(w *response, code codes.Code, cf message.MediaType, body []byte) {
+	if err := w.SetResponse(code, cf, bytes.NewReader(body)); err != nil {
+		s.log.Debug("set response", "err", err)
+	}
+}
+
+func (s *Server) wellKnown(w *response, r *pool.Message) {
+	if r.Code() != codes.GET {
+		s.reply(w, codes.MethodNotAllowed, "GET only")
+		return
+	}
+	links := strings.Split(wellKnownCore, ",")
+	if qs, err := r.Queries(); err == nil {
+		for _, q := range qs {
+			rt, ok := strings.CutPrefix(q, "rt=")
+			if !ok {
+				continue
+			}
+			prefix, wildcard := strings.CutSuffix(rt, "*")
+			var kept []string
+			for _, l := range links {
+				_, v, _ := strings.Cut(l, `rt="`)
+				v, _, _ = strings.Cut(v, `"`)
+				if v == rt || (wildcard && strings.HasPrefix(v, prefix)) {
+					kept = append(kept, l)
+				}
+			}
+			links = kept
+		}
+	}
+	if len(links) == 0 {
+		s.reply(w, codes.NotFound, "no resource matches")
+		return
+	}
+	s.replyBody(w, codes.Content, message.AppLinkFormat, []byte(strings.Join(links, ",")))
+}
+
+// hello answers with the identity the session authenticated as, so a test
+// can prove that the credential is bound to the right device.
+func (s *Server) hello(w *response, r *pool.Message, p Peer) {
+	if r.Code() != codes.GET && r.Code() != codes.POST {
+		s.reply(w, codes.MethodNotAllowed, "GET or POST")
+		return
+	}
+	body, _ := json.Marshal(map[string]string{
+		"device": p.Device, "project": p.Project, "method": p.Method, "credential": p.Credential,
+	})
+	s.replyBody(w, codes.Content, message.AppJSON, body)
+}
+
+// state is a small Golioth LightDB-State-like store: JSON documents per
+// device under .d/<path>.
+func (s *Server) state(w *response, r *pool.Message, p Peer, path string) {
+	if path == "" {
+		path = "_root"
+	}
+	if len(path) > 128 {
+		s.reply(w, codes.BadRequest, "path too long")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	switch r.Code() {
+	case codes.GET:
+		v, err := s.reg.GetState(ctx, p.Project, p.Device, path)
+		if errors.Is(err, registry.ErrNotFound) {
+			s.reply(w, codes.NotFound, "no state at "+printable(path))
+			return
+		}
+		if err != nil {
+			s.reply(w, codes.InternalServerError, "registry unavailable")
+			return
+		}
+		s.replyBody(w, codes.Content, message.AppJSON, v)
+	case codes.POST, codes.PUT:
+		if cf, err := r.ContentFormat(); err == nil && cf != message.AppJSON {
+			s.reply(w, codes.UnsupportedMediaType, "state is JSON (content-format 50)")
+			return
+		}
+		body, err := r.ReadBody()
+		if err != nil {
+			s.reply(w, codes.BadRequest, "unreadable body")
+			return
+		}
+		if err := s.reg.PutState(ctx, p.Project, p.Device, path, body); err != nil {
+			if errors.Is(err, registry.ErrInvalid) {
+				s.reply(w, codes.BadRequest, "state must be a JSON document of at most 16 KiB")
+				return
+			}
+			s.reply(w, codes.InternalServerError, "registry unavailable")
+			return
+		}
+		s.reply(w, codes.Changed, "")
+	case codes.DELETE:
+		if err := s.reg.PutState(ctx, p.Project, p.Device, path, []byte("null")); err != nil {
+			s.reply(w, codes.InternalServerError, "registry unavailable")
+			return
+		}
+		s.reply(w, codes.Deleted, "")
+	default:
+		s.reply(w, codes.MethodNotAllowed, "GET, POST, PUT or DELETE")
+	}
+}

@@ -1,0 +1,268 @@
+package coap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/pion/dtls/v3"
+	dtlsnet "github.com/pion/dtls/v3/pkg/net"
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
+	"github.com/pion/logging"
+	"github.com/pion/transport/v3/udp"
+)
+
+// errListenerClosed is returned by Accept after Close.
+var errListenerClosed = errors.New("coap: listener closed")
+
+// session is one authenticated DTLS association. go-coap sees it as a
+// net.Conn; handlers recover the authenticated peer from it.
+type session struct {
+	*dtls.Conn
+	peer   Peer
+	closed chan struct{}
+	once   sync.Once
+	l      *listener
+}
+
+func (s *session) Close() error {
+	var err error
+	s.once.Do(func() {
+		err = s.Conn.Close()
+		close(s.closed)
+		s.l.forget(s)
+	})
+	return err
+}
+
+// listener accepts UDP "connections", runs each DTLS handshake with a
+// configuration of its own (so that a failure can be attributed to the
+// identity that caused it), and hands only authenticated sessions to go-coap.
+type listener struct {
+	srv    *Server
+	parent net.Listener
+	ready  chan *session
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	sem    chan struct{}
+
+	mu       sync.Mutex
+	sessions map[*session]struct{}
+}
+
+func newListener(srv *Server, addr string) (*listener, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("coap: resolve %q: %w", addr, err)
+	}
+	lc := udp.ListenConfig{
+		Backlog: 2048,
+		// Only a DTLS handshake record may create a new association; stray
+		// datagrams from unknown peers are dropped before any work is done.
+		AcceptFilter: func(packet []byte) bool {
+			pkts, err := recordlayer.UnpackDatagram(packet)
+			if err != nil || len(pkts) < 1 {
+				return false
+			}
+			h := &recordlayer.Header{}
+			if err := h.Unmarshal(pkts[0]); err != nil {
+				return false
+			}
+			return h.ContentType == protocol.ContentTypeHandshake
+		},
+	}
+	parent, err := lc.Listen("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("coap: listen %s: %w", addr, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &listener{
+		srv:      srv,
+		parent:   parent,
+		ready:    make(chan *session),
+		ctx:      ctx,
+		cancel:   cancel,
+		sem:      make(chan struct{}, srv.opts.MaxHandshakes),
+		sessions: make(map[*session]struct{}),
+	}
+	l.wg.Add(1)
+	go l.acceptLoop()
+	return l, nil
+}
+
+func (l *listener) acceptLoop() {
+	defer l.wg.Done()
+	pl := dtlsnet.PacketListenerFromListener(l.parent)
+	for {
+		pc, raddr, err := pl.Accept()
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return
+			}
+			l.srv.log.Warn("udp accept", "err", err)
+			continue
+		}
+		select {
+		case l.sem <- struct{}{}:
+		default:
+			// Too many handshakes in flight: shed load rather than queue.
+			l.srv.log.Warn("handshake limit reached, dropping", "remote", raddr.String())
+			_ = pc.Close()
+			continue
+		}
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			defer func() { <-l.sem }()
+			l.handshake(pc, raddr)
+		}()
+	}
+}
+
+func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
+	hs := &handshakeState{srv: l.srv, remote: raddr, decryptFailed: make(chan struct{})}
+	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
+	if err != nil {
+		_ = pc.Close()
+		l.srv.log.Warn("dtls server", "remote", raddr.String(), "err", err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(l.ctx, l.srv.opts.HandshakeTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-hs.decryptFailed:
+			// Tell the client at once instead of letting it time out.
+			_, _ = pc.WriteTo(badRecordMAC, raddr)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = conn.HandshakeContext(ctx)
+	if err != nil {
+		_ = conn.Close()
+		if l.ctx.Err() != nil {
+			return
+		}
+		hs.fail(err)
+		return
+	}
+	peer, err := l.srv.admit(l.ctx, hs)
+	if err != nil {
+		_ = conn.Close()
+		return
+	}
+	peer.Addr = raddr
+	s := &session{Conn: conn, peer: peer, closed: make(chan struct{}), l: l}
+	l.mu.Lock()
+	l.sessions[s] = struct{}{}
+	l.mu.Unlock()
+	select {
+	case l.ready <- s:
+	case <-l.ctx.Done():
+		_ = s.Close()
+	}
+}
+
+func (l *listener) forget(s *session) {
+	l.mu.Lock()
+	delete(l.sessions, s)
+	l.mu.Unlock()
+}
+
+// AcceptWithContext implements go-coap's dtls server Listener.
+func (l *listener) AcceptWithContext(ctx context.Context) (net.Conn, error) {
+	select {
+	case s := <-l.ready:
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-l.ctx.Done():
+		return nil, errListenerClosed
+	}
+}
+
+// Close stops accepting, waits for in-flight handshakes, and closes every
+// live session.
+func (l *listener) Close() error {
+	l.cancel()
+	err := l.parent.Close()
+	l.wg.Wait()
+	l.mu.Lock()
+	live := make([]*session, 0, len(l.sessions))
+	for s := range l.sessions {
+		live = append(live, s)
+	}
+	l.mu.Unlock()
+	for _, s := range live {
+		_ = s.Close()
+	}
+	return err
+}
+
+// drop closes every live session whose peer matches and returns how many.
+func (l *listener) drop(match func(Peer) bool) int {
+	l.mu.Lock()
+	var victims []*session
+	for s := range l.sessions {
+		if match(s.peer) {
+			victims = append(victims, s)
+		}
+	}
+	l.mu.Unlock()
+	for _, s := range victims {
+		_ = s.Close()
+	}
+	return len(victims)
+}
+
+func (l *listener) peers() []Peer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Peer, 0, len(l.sessions))
+	for s := range l.sessions {
+		out = append(out, s.peer)
+	}
+	return out
+}
+
+// badRecordMAC is a plaintext (epoch 0) fatal bad_record_mac alert. A
+// client accepts it during the handshake, before the server's
+// ChangeCipherSpec; the sequence number is far above any the server used in
+// epoch 0 so the client's replay window lets it through.
+var badRecordMAC = []byte{
+	21,       // ContentType alert
+	254, 253, // DTLS 1.2
+	0, 0, // epoch 0
+	0, 0, 0x7f, 0xff, 0xff, 0xff, // sequence number
+	0, 2, // length
+	2,  // fatal
+	20, // bad_record_mac
+}
+
+// pionLogger adapts pion's per-connection logging: it forwards nothing
+// (pion is chatty) but notices the one event we need, a record that fails to
+// decrypt during the handshake. DTLS drops such records silently, so a wrong
+// PSK would otherwise surface only as a handshake timeout.
+type pionLogger struct{ hs *handshakeState }
+
+func (p pionLogger) NewLogger(string) logging.LeveledLogger { return p }
+func (p pionLogger) Trace(string)                           {}
+func (p pionLogger) Tracef(string, ...any)                  {}
+func (p pionLogger) Debug(string)                           {}
+func (p pionLogger) Debugf(format string, _ ...any) {
+	if strings.Contains(format, "decrypt failed") {
+		p.hs.decryptFailure()
+	}
+}
+func (p pionLogger) Info(string)           {}
+func (p pionLogger) Infof(string, ...any)  {}
+func (p pionLogger) Warn(string)           {}
+func (p pionLogger) Warnf(string, ...any)  {}
+func (p pionLogger) Error(string)          {}
+func (p pionLogger) Errorf(string, ...any) {}

@@ -1,0 +1,229 @@
+// Package coap is the cloud's CoAP-over-DTLS endpoint: Golioth-style PSK
+// and certificate authentication with auto-provisioning, a per-device state
+// store, and EST over CoAPS (RFC 9148) for enrollment and rotation.
+package coap
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/plgd-dev/go-coap/v3/dtls/server"
+	"github.com/plgd-dev/go-coap/v3/message"
+	"github.com/plgd-dev/go-coap/v3/message/codes"
+	"github.com/plgd-dev/go-coap/v3/message/pool"
+	"github.com/plgd-dev/go-coap/v3/net/blockwise"
+	"github.com/plgd-dev/go-coap/v3/options"
+	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
+
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+// Options configures a Server. The zero value of every field but Registry
+// and Authority means a sensible default.
+type Options struct {
+	// Addr is the UDP address to listen on; default "127.0.0.1:0".
+	Addr string
+	// Registry holds projects, devices, credentials and the event log.
+	Registry *registry.Registry
+	// Authority signs the server certificate and EST enrollments.
+	Authority *fakeca.Authority
+	// Hosts are the names and addresses put in the server certificate's
+	// SANs, in addition to localhost, 127.0.0.1 and ::1.
+	Hosts []string
+	// IdleTimeout closes a DTLS session that received nothing for this
+	// long; default 120 s (Golioth devices send a keepalive every 9 s).
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds one DTLS handshake; default 10 s.
+	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds the handshakes in flight; more are dropped.
+	// Default 1024.
+	MaxHandshakes int
+	// MaxMessageSize bounds a CoAP message after block-wise reassembly;
+	// default 64 KiB.
+	MaxMessageSize uint32
+	// CertValidity is the validity of certificates issued over EST;
+	// default 365 days.
+	CertValidity time.Duration
+	Now          func() time.Time
+	Rand         io.Reader
+	Logger       *slog.Logger
+}
+
+// Server is a running CoAP/DTLS endpoint.
+type Server struct {
+	opts       Options
+	reg        *registry.Registry
+	log        *slog.Logger
+	serverCert tls.Certificate
+	l          *listener
+	coap       *server.Server
+	done       chan struct{}
+	closeOnce  sync.Once
+	closeErr   error
+}
+
+// Listen binds the endpoint and starts serving. Close stops it.
+func Listen(opts Options) (*Server, error) {
+	if opts.Registry == nil || opts.Authority == nil {
+		return nil, errors.New("coap: Options.Registry and Options.Authority are required")
+	}
+	if opts.Addr == "" {
+		opts.Addr = "127.0.0.1:0"
+	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 120 * time.Second
+	}
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 10 * time.Second
+	}
+	if opts.MaxHandshakes <= 0 {
+		opts.MaxHandshakes = 1024
+	}
+	if opts.MaxMessageSize == 0 {
+		opts.MaxMessageSize = 64 << 10
+	}
+	if opts.CertValidity <= 0 {
+		opts.CertValidity = 365 * 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{})}
+
+	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, opts.Hosts...)
+	if h, _, err := net.SplitHostPort(opts.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
+		hosts = append(hosts, h)
+	}
+	cert, err := opts.Authority.Issuing.ServerCert(hosts, 90*24*time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("coap: server certificate: %w", err)
+	}
+	s.serverCert = cert
+
+	l, err := newListener(s, opts.Addr)
+	if err != nil {
+		return nil, err
+	}
+	s.l = l
+	s.coap = server.New(
+		options.WithHandlerFunc(udpClient.HandlerFunc(s.handle)),
+		options.WithRequestMonitor(udpClient.RequestMonitorFunc(s.monitor)),
+		options.WithInactivityMonitor(opts.IdleTimeout, options.UDPOnInactive(s.onIdle)),
+		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithMaxMessageSize(opts.MaxMessageSize),
+		options.WithErrors(func(err error) { s.log.Debug("coap", "err", err) }),
+		options.WithOnNewConn(func(cc *udpClient.Conn) {
+			p, ok := peerOf(cc)
+			if !ok {
+				return
+			}
+			cc.AddOnClose(func() {
+				s.log.Debug("session closed", "project", p.Project, "device", p.Device)
+			})
+		}),
+	)
+	go func() {
+		defer close(s.done)
+		if err := s.coap.Serve(l); err != nil {
+			s.log.Error("coap serve", "err", err)
+		}
+	}()
+	s.log.Info("listening", "addr", s.Addr().String())
+	return s, nil
+}
+
+// Addr is the bound UDP address.
+func (s *Server) Addr() net.Addr { return s.l.parent.Addr() }
+
+// ServerCertificate is the certificate chain the endpoint presents.
+func (s *Server) ServerCertificate() tls.Certificate { return s.serverCert }
+
+// Sessions lists the peers of the live DTLS sessions.
+func (s *Server) Sessions() []Peer { return s.l.peers() }
+
+// Drop closes every live session whose peer matches, recording why, and
+// returns how many were closed. It is how revocation and disabling reach
+// devices that are already connected.
+func (s *Server) Drop(match func(Peer) bool, reason string) int {
+	n := s.l.drop(func(p Peer) bool {
+		if !match(p) {
+			return false
+		}
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
+		return true
+	})
+	return n
+}
+
+// Close stops the endpoint and waits for its goroutines. It is idempotent.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		s.coap.Stop()
+		s.closeErr = s.l.Close()
+		<-s.done
+	})
+	return s.closeErr
+}
+
+func (s *Server) now() time.Time { return s.opts.Now() }
+
+func (s *Server) record(e registry.Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.reg.Record(ctx, e); err != nil {
+		s.log.Error("record event", "kind", e.Kind, "err", err)
+	}
+}
+
+func (s *Server) onIdle(cc *udpClient.Conn) {
+	if p, ok := peerOf(cc); ok {
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok",
+			Reason: fmt.Sprintf("idle for %s", s.opts.IdleTimeout)})
+	}
+	_ = cc.Close()
+}
+
+func peerOf(cc *udpClient.Conn) (Peer, bool) {
+	if sess, ok := cc.NetConn().(*session); ok {
+		return sess.peer, true
+	}
+	return Peer{}, false
+}
+
+// monitor runs before go-coap processes a message. It answers empty
+// messages the way Golioth devices expect: the Zephyr SDK's keepalive is a
+// NON 0.00 without token, and a CoAP ping is a CON 0.00; both get a Reset
+// (RFC 7252 section 4.3).
+func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
+	if req.Code() != codes.Empty {
+		return false, nil
+	}
+	switch req.Type() {
+	case message.NonConfirmable, message.Confirmable:
+		rst := cc.AcquireMessage(cc.Context())
+		defer cc.ReleaseMessage(rst)
+		rst.SetCode(codes.Empty)
+		rst.SetType(message.Reset)
+		rst.SetMessageID(req.MessageID())
+		if err := cc.Session().WriteMessage(rst); err != nil {
+			s.log.Debug("write reset", "err", err)
+		}
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,150 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] moves the schema from version i to version i+1.
+var migrations = []string{
+	// 0 -> 1
+	`
+CREATE TABLE projects (
+	id      TEXT PRIMARY KEY,
+	created INTEGER
+) STRICT;
+
+CREATE TABLE trusted_roots (
+	project     TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	fingerprint TEXT NOT NULL,
+	subject     TEXT NOT NULL,
+	not_after   INTEGER,
+	der         BLOB NOT NULL,
+	added       INTEGER,
+	PRIMARY KEY (project, fingerprint)
+) STRICT;
+
+CREATE TABLE devices (
+	project   TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	id        TEXT NOT NULL,
+	disabled  INTEGER NOT NULL DEFAULT 0,
+	auto      INTEGER NOT NULL DEFAULT 0,
+	created   INTEGER,
+	last_seen INTEGER,
+	PRIMARY KEY (project, id)
+) STRICT;
+
+CREATE TABLE credentials (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	project      TEXT NOT NULL,
+	device       TEXT NOT NULL,
+	kind         TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	psk_identity TEXT,
+	psk          BLOB,
+	serial       TEXT NOT NULL DEFAULT '',
+	fingerprint  TEXT NOT NULL,
+	issuer_fp    TEXT NOT NULL DEFAULT '',
+	issuer       TEXT NOT NULL DEFAULT '',
+	subject      TEXT NOT NULL DEFAULT '',
+	not_before   INTEGER,
+	not_after    INTEGER,
+	der          BLOB,
+	created      INTEGER,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE UNIQUE INDEX credentials_psk_identity ON credentials(psk_identity) WHERE kind = 'psk';
+CREATE UNIQUE INDEX credentials_cert_fp ON credentials(fingerprint) WHERE kind = 'cert';
+CREATE INDEX credentials_device ON credentials(project, device);
+CREATE INDEX credentials_serial ON credentials(serial) WHERE kind = 'cert';
+CREATE INDEX credentials_not_after ON credentials(not_after) WHERE kind = 'cert';
+
+CREATE TABLE revocations (
+	issuer_fp TEXT NOT NULL,
+	serial    TEXT NOT NULL,
+	reason    INTEGER NOT NULL,
+	time      INTEGER,
+	PRIMARY KEY (issuer_fp, serial)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE crl_numbers (
+	issuer_fp TEXT PRIMARY KEY,
+	last      INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE device_state (
+	project TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	doc     BLOB NOT NULL,
+	updated INTEGER,
+	PRIMARY KEY (project, device),
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+
+CREATE TABLE events (
+	seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+	time       INTEGER,
+	project    TEXT NOT NULL,
+	device     TEXT NOT NULL,
+	credential TEXT NOT NULL,
+	kind       TEXT NOT NULL,
+	outcome    TEXT NOT NULL,
+	reason     TEXT NOT NULL
+) STRICT;
+CREATE INDEX events_device ON events(project, device, seq);
+`,
+}
+
+// migrate brings the schema up to SchemaVersion. It runs in an IMMEDIATE
+// transaction, so two processes opening a new file at once do not both
+// create it.
+func (r *Registry) migrate(ctx context.Context) error {
+	if len(migrations) != SchemaVersion {
+		return fmt.Errorf("registry: %d migrations for schema version %d", len(migrations), SchemaVersion)
+	}
+	return r.write(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&v); err != nil {
+			return fmt.Errorf("read schema version: %w", err)
+		}
+		if v > SchemaVersion {
+			return fmt.Errorf("schema version %d is newer than this program's %d", v, SchemaVersion)
+		}
+		for ; v < SchemaVersion; v++ {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migrate schema %d -> %d: %w", v, v+1, err)
+			}
+			// PRAGMA takes no parameters; v+1 is our own integer.
+			if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
+				return fmt.Errorf("set schema version %d: %w", v+1, err)
+			}
+		}
+		return nil
+	})
+}
+
+// prepare prepares the statements of the hot paths (DTLS handshakes and
+// the event log).
+func (r *Registry) prepare(ctx context.Context) error {
+	var err error
+	prep := func(db *sql.DB, q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = db.PrepareContext(ctx, q)
+		return st
+	}
+	r.stPSK = prep(r.rd, `SELECT `+credColumns+`, d.disabled, d.auto, d.created, d.last_seen
+		FROM credentials c JOIN devices d ON d.project = c.project AND d.id = c.device
+		WHERE c.kind = 'psk' AND c.psk_identity = ?`)
+	r.stCertFP = prep(r.rd, `SELECT `+credColumns+` FROM credentials c WHERE c.kind = 'cert' AND c.fingerprint = ?`)
+	r.stRecord = prep(r.w, `INSERT INTO events (time, project, device, credential, kind, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	r.stTouch = prep(r.w, `UPDATE devices SET last_seen = ? WHERE project = ? AND id = ?`)
+	r.stRevoked = prep(r.rd, `SELECT 1 FROM revocations WHERE issuer_fp = ? AND serial = ?`)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,340 @@
+package cli
+
+// Helpers shared by the `ca`, `project` and `device` commands: the --dir
+// data directory, opening its registry and CA, positional arguments, and
+// output (tables, JSON, files).
+
+import (
+	"bufio"
+	"context"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+// dataDirEnv names the environment variable that gives --dir its default.
+const dataDirEnv = "CREDLOOP_DIR"
+
+// dataDirDefault is the default of --dir: $CREDLOOP_DIR, else
+// ./credloop-data.
+func dataDirDefault() string {
+	if d := os.Getenv(dataDirEnv); d != "" {
+		return d
+	}
+	return "./credloop-data"
+}
+
+// addDirFlag registers --dir on fs.
+func addDirFlag(fs *flag.FlagSet) *string {
+	return fs.String("dir", dataDirDefault(), "credloop data `DIR` holding ca/ and registry.db (default from $"+dataDirEnv+")")
+}
+
+// checkDir rejects an empty --dir (which cloud.OpenAuthority would take
+// to mean "in memory").
+func checkDir(dir string) error {
+	if strings.TrimSpace(dir) == "" {
+		return usageErr("--dir is empty")
+	}
+	return nil
+}
+
+// checkCAName makes sure a --ca NAME stays one directory below DIR/ca.
+func checkCAName(name string) error {
+	if name == "." || name == ".." || registry.ValidID(name) != nil {
+		return usageErr("--ca %q: a CA name is 1..64 characters of [A-Za-z0-9._:-], not . or ..", name)
+	}
+	return nil
+}
+
+// openRegistryAt opens DIR/registry.db. With create, DIR is made when
+// missing; without, a missing DIR is an error that says how to make one.
+// The registry tolerates a `credloop cloud` running on the same DIR.
+func openRegistryAt(dir string, create bool) (*registry.Registry, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	if create {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+	} else if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("no credloop directory %s: create one with `credloop project create ID --dir %s` (or `credloop ca init --dir %s`)",
+			dir, shellArg(dir), shellArg(dir))
+	}
+	return registry.Open(cloud.RegistryPath(dir), registry.Options{})
+}
+
+// loadAuthorityAt loads the CA called name from DIR/ca/name.
+func loadAuthorityAt(dir, name string) (*fakeca.Authority, error) {
+	if err := checkDir(dir); err != nil {
+		return nil, err
+	}
+	if err := checkCAName(name); err != nil {
+		return nil, err
+	}
+	a, err := cloud.OpenAuthority(dir, name, false, "", fakeca.Options{}, nil)
+	if errors.Is(err, fakeca.ErrNoCA) {
+		return nil, fmt.Errorf("no CA in %s: run `credloop ca init%s --dir %s`", cloud.CADir(dir, name), caNameArg(name), shellArg(dir))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// caNameArg is " --ca NAME" for a CA other than the default, for hints.
+func caNameArg(name string) string {
+	if name == "" || name == cloud.DefaultCA {
+		return ""
+	}
+	return " --ca " + shellArg(name)
+}
+
+// hasIntermediate reports whether a keeps an intermediate apart from its
+// root.
+func hasIntermediate(a *fakeca.Authority) bool {
+	return a.Issuing != nil && a.Issuing != a.Root
+}
+
+// shellArg quotes s for a command shown in a hint when it needs quoting.
+func shellArg(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments, and returns the positional ones, which must be
+// exactly as many as names.
+func parseArgs(fs *flag.FlagSet, args []string, names ...string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parse(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	switch {
+	case len(pos) < len(names):
+		return nil, usageErr("missing %s", names[len(pos)])
+	case len(pos) > len(names):
+		return nil, usageErr("unexpected argument %q", pos[len(names)])
+	}
+	return pos, nil
+}
+
+// projectArg validates a project id given with --project or as an
+// argument.
+func projectArg(id string) error {
+	if id == "" {
+		return usageErr("missing --project")
+	}
+	if err := registry.ValidID(id); err != nil {
+		return usageErr("project: %v", err)
+	}
+	return nil
+}
+
+// deviceArg validates a device id.
+func deviceArg(id string) error {
+	if err := registry.ValidID(id); err != nil {
+		return usageErr("device: %v", err)
+	}
+	return nil
+}
+
+// needProject returns a clear error when project does not exist.
+func needProject(ctx context.Context, reg *registry.Registry, dir, project string) error {
+	_, err := reg.Project(ctx, project)
+	if errors.Is(err, registry.ErrNotFound) {
+		return fmt.Errorf("project %s does not exist in %s: create it with `credloop project create %s --dir %s`",
+			project, dir, project, shellArg(dir))
+	}
+	return err
+}
+
+// needDevice returns the device, or a clear error when it (or its project)
+// does not exist.
+func needDevice(ctx context.Context, reg *registry.Registry, dir, project, device string) (registry.Device, error) {
+	if err := needProject(ctx, reg, dir, project); err != nil {
+		return registry.Device{}, err
+	}
+	d, err := reg.Device(ctx, project, device)
+	if errors.Is(err, registry.ErrNotFound) {
+		return d, fmt.Errorf("device %s does not exist in project %s: add it with `credloop device add --project %s %s --dir %s` (see `credloop device list`)",
+			device, project, project, device, shellArg(dir))
+	}
+	return d, err
+}
+
+// recordEvent appends an event about a change the CLI made. The change is
+// done whatever happens here, so a failure is only a warning.
+func recordEvent(ctx context.Context, env *Env, reg *registry.Registry, e registry.Event) {
+	if _, err := reg.Record(ctx, e); err != nil {
+		fmt.Fprintf(env.Stderr, "warning: could not record event %s: %v\n", e.Kind, err)
+	}
+}
+
+// Event kinds the CLI records for the changes it makes.
+const (
+	evProjectCreated   = "project.created"
+	evRootTrusted      = "project.trust"
+	evRootUntrusted    = "project.untrust"
+	evDeviceCreated    = "device.created"
+	evDeviceDisabled   = "device.disabled"
+	evDeviceEnabled    = "device.enabled"
+	evCredAdded        = "credential.added"
+	evCredRevoked      = "credential.revoked"
+	evCertRevoked      = "ca.revoke"
+	cliEventReasonFrom = "by credloop CLI"
+)
+
+// newTable returns a tabwriter for aligned columns; Flush it when done.
+func newTable(w io.Writer) *tabwriter.Writer {
+	return tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+}
+
+// emitJSON writes v as indented JSON.
+func emitJSON(w io.Writer, v any) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	e.SetEscapeHTML(false)
+	return e.Encode(v)
+}
+
+// rfc3339 formats t in UTC, "-" when zero.
+func rfc3339(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// short returns the first n characters of a fingerprint.
+func short(fp string, n int) string {
+	if len(fp) > n {
+		return fp[:n]
+	}
+	return fp
+}
+
+// readInput reads a file given on the command line, at most limit bytes.
+func readInput(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
+	}
+	return b, nil
+}
+
+// writeFileAtomic writes data to a temporary file next to name with the
+// given mode and renames it over name, so a key file is never visible
+// with a wider mode or half written.
+func writeFileAtomic(name string, data []byte, mode fs.FileMode) (err error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+			err = fmt.Errorf("write %s: %w", name, err)
+		}
+	}()
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), name)
+}
+
+// parseHexKey decodes a PSK given in hex ("0x" prefix and ':' separators
+// allowed). Errors never quote the input: it is a secret.
+func parseHexKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "0x") || strings.HasPrefix(s, "0X") {
+		s = s[2:]
+	}
+	s = strings.ReplaceAll(s, ":", "")
+	switch {
+	case s == "":
+		return nil, errors.New("empty key")
+	case len(s) > 2*registry.MaxPSKLen:
+		return nil, fmt.Errorf("key is longer than %d bytes", registry.MaxPSKLen)
+	case len(s)%2 != 0:
+		return nil, fmt.Errorf("key has an odd number of hex digits (%d)", len(s))
+	}
+	b := make([]byte, len(s)/2)
+	if _, err := hex.Decode(b, []byte(s)); err != nil {
+		return nil, errors.New("key is not hex: use only the digits 0-9 and a-f")
+	}
+	return b, nil
+}
+
+// readKeyLine reads one line holding a hex key from r (for `--psk -`).
+func readKeyLine(r io.Reader) (string, error) {
+	if r == nil {
+		return "", errors.New("no standard input to read the key from")
+	}
+	sc := bufio.NewScanner(io.LimitReader(r, 4096))
+	if sc.Scan() {
+		return sc.Text(), nil
+	}
+	if err := sc.Err(); err != nil {
+		return "", fmt.Errorf("read key from standard input: %w", err)
+	}
+	return "", errors.New("standard input is empty: expected the key in hex")
+}
+
+// isCACert reports whether c may be trusted as a root: a CA by basic
+// constraints, or self-signed.
+func isCACert(c *x509.Certificate) bool {
+	if c.BasicConstraintsValid && c.IsCA {
+		return true
+	}
+	return string(c.RawIssuer) == string(c.RawSubject) &&
+		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
+}

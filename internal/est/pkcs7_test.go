@@ -1,0 +1,104 @@
+package est
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func testCert(t testing.TB, cn string) *x509.Certificate {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Unix(0, 0), NotAfter: time.Unix(1<<31, 0)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestCertsOnlyRoundTrip(t *testing.T) {
+	a, b := testCert(t, "a"), testCert(t, "b")
+	der, err := CertsOnly([][]byte{a.Raw, b.Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCertsOnly(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Subject.CommonName != "a" || got[1].Subject.CommonName != "b" {
+		t.Fatalf("got %d certs", len(got))
+	}
+}
+
+// openssl must read what we write, as EST clients built on it do.
+func TestCertsOnlyOpenSSL(t *testing.T) {
+	bin, err := exec.LookPath("openssl")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("openssl not installed")
+		}
+		t.Skip("openssl not installed")
+	}
+	der, err := CertsOnly([][]byte{testCert(t, "dev-1").Raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := filepath.Join(t.TempDir(), "c.p7")
+	if err := os.WriteFile(f, der, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "pkcs7", "-inform", "DER", "-in", f, "-print_certs", "-noout").CombinedOutput()
+	if err != nil {
+		t.Fatalf("openssl pkcs7: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "CN = dev-1") && !strings.Contains(string(out), "CN=dev-1") {
+		t.Fatalf("openssl did not list the certificate:\n%s", out)
+	}
+}
+
+func TestParseCertsOnlyRejects(t *testing.T) {
+	for name, in := range map[string][]byte{
+		"empty":   nil,
+		"garbage": []byte("not asn.1"),
+		"trailing": func() []byte {
+			d, _ := CertsOnly([][]byte{testCert(t, "x").Raw})
+			return append(d, 0)
+		}(),
+		"huge": make([]byte, MaxCertsOnly+1),
+	} {
+		if _, err := ParseCertsOnly(in); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+func FuzzParseCertsOnly(f *testing.F) {
+	d, _ := CertsOnly([][]byte{testCert(f, "seed").Raw})
+	f.Add(d)
+	f.Add([]byte{0x30, 0x03, 0x06, 0x01, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		certs, err := ParseCertsOnly(b)
+		if err == nil && len(certs) == 0 {
+			t.Fatal("nil error with no certificates")
+		}
+	})
+}

@@ -1,0 +1,294 @@
+// Package sim runs simulated devices over real sockets: each one is an
+// internal/devicemodel state machine whose decisions (which credential to
+// present, when to swap, when to fall back) are carried out with real
+// DTLS/CoAP sessions against a cloud.
+package sim
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/credloop/credloop/internal/devicemodel"
+)
+
+// ErrOffline is returned when a device could not get online with any
+// credential its model offered.
+var ErrOffline = errors.New("sim: device could not connect")
+
+// DeviceOptions configures a simulated device.
+type DeviceOptions struct {
+	// Model is the firmware's credential logic and its storage.
+	Model *devicemodel.Device
+	// Addr is the cloud's coaps address.
+	Addr string
+	// RootCAs verifies the server in certificate mode (nil: not verified).
+	RootCAs *x509.CertPool
+	// HandshakeTimeout bounds each DTLS handshake (default 5 s).
+	HandshakeTimeout time.Duration
+	// MaxAttempts bounds connection attempts in one Start, across the
+	// reboots the model asks for (default 10).
+	MaxAttempts int
+	// Console receives the device's log lines, one per line, as firmware
+	// would print them. Nil discards them.
+	Console io.Writer
+	Now     func() time.Time
+	Rand    io.Reader
+}
+
+// Device is a simulated device.
+type Device struct {
+	opts  DeviceOptions
+	model *devicemodel.Device
+
+	mu      sync.Mutex
+	sess    *Session
+	lastErr error
+}
+
+// NewDevice returns a powered-off device; Start boots it.
+func NewDevice(o DeviceOptions) *Device {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 10
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	return &Device{opts: o, model: o.Model}
+}
+
+// Model is the device's state machine.
+func (d *Device) Model() *devicemodel.Device { return d.model }
+
+// ID is the device id from the model's configuration.
+func (d *Device) ID() string { return d.model.Config().ID }
+
+func (d *Device) logf(format string, args ...any) {
+	if d.opts.Console == nil {
+		return
+	}
+	line := fmt.Sprintf(format, args...)
+	fmt.Fprintf(d.opts.Console, "%s [%s] %s\n", d.opts.Now().UTC().Format("15:04:05.000"), d.ID(), line)
+}
+
+func (d *Device) logLines(lines []string) {
+	for _, l := range lines {
+		d.logf("%s", l)
+	}
+}
+
+// Start boots the device and connects, following the model's decisions:
+// a rejected backup PSK falls back to the main key, a rotated certificate
+// that cannot connect reboots until the boot counter sends the device back
+// to its factory credentials. It returns nil once online.
+func (d *Device) Start(ctx context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeLocked()
+	d.logf("boot")
+	plan := d.model.Boot()
+	d.logLines(plan.Log)
+	if plan.Err != nil {
+		return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
+	}
+	var last error
+	failedWith := map[string]bool{}
+	for attempt := 1; attempt <= d.opts.MaxAttempts; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		cred := plan.Credential
+		d.logf("connecting to %s with %s credential %s", d.opts.Addr, plan.Slot, cred.Fingerprint())
+		sess, err := d.dial(ctx, cred)
+		var dec devicemodel.Decision
+		if err == nil {
+			dec = d.model.ConnectResult(true, "")
+		} else {
+			last = err
+			d.logf("connection failed: %v", err)
+			dec = d.model.ConnectResult(false, err.Error())
+		}
+		d.logLines(dec.Log)
+		switch {
+		case dec.Err != nil:
+			if sess != nil {
+				_ = sess.Close()
+			}
+			return fmt.Errorf("sim %s: %w", d.ID(), dec.Err)
+		case dec.Connected:
+			d.sess = sess
+			d.lastErr = nil
+			d.logf("online (%s)", sess.CipherSuite())
+			return nil
+		case dec.Reboot:
+			d.logf("rebooting")
+			d.model.Reset()
+			plan = d.model.Boot()
+			d.logLines(plan.Log)
+			if plan.Err != nil {
+				return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
+			}
+		case dec.Retry:
+			// Retrying the very credential that just failed teaches
+			// nothing in a test run: stop and report.
+			fp := cred.Fingerprint() + string(plan.Slot)
+			failedWith[fp] = true
+			plan = dec.Next
+			if failedWith[plan.Credential.Fingerprint()+string(plan.Slot)] {
+				d.lastErr = last
+				return fmt.Errorf("%w: %s: %v", ErrOffline, d.ID(), last)
+			}
+		}
+	}
+	d.lastErr = last
+	return fmt.Errorf("%w: %s after %d attempts: %v", ErrOffline, d.ID(), d.opts.MaxAttempts, last)
+}
+
+func (d *Device) dial(ctx context.Context, c devicemodel.Credential) (*Session, error) {
+	var cred Credential
+	switch c.Kind {
+	case devicemodel.KindPSK:
+		cred = Credential{PSKIdentity: c.PSKIdentity, PSK: c.PSK}
+	case devicemodel.KindCert:
+		key, err := c.Signer()
+		if err != nil {
+			return nil, fmt.Errorf("sim: credential key: %w", err)
+		}
+		cred = Credential{Chain: c.CertChainDER, Key: key}
+	default:
+		return nil, errors.New("sim: no credential to connect with")
+	}
+	return Dial(ctx, DialOptions{Addr: d.opts.Addr, Credential: cred, RootCAs: d.opts.RootCAs, HandshakeTimeout: d.opts.HandshakeTimeout})
+}
+
+// Session is the live session, or an error when the device is offline.
+func (d *Device) Session() (*Session, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sess == nil {
+		return nil, fmt.Errorf("sim %s: offline", d.ID())
+	}
+	select {
+	case <-d.sess.Done():
+		d.sess = nil
+		return nil, fmt.Errorf("sim %s: session closed by the cloud", d.ID())
+	default:
+	}
+	return d.sess, nil
+}
+
+// Online reports whether the device has a live session.
+func (d *Device) Online() bool {
+	_, err := d.Session()
+	return err == nil
+}
+
+// Hello asks the cloud who this device is, and checks the answer matches
+// the device's configured identity.
+func (d *Device) Hello(ctx context.Context) (Hello, error) {
+	s, err := d.Session()
+	if err != nil {
+		return Hello{}, err
+	}
+	h, err := s.Hello(ctx)
+	if err != nil {
+		return h, err
+	}
+	cfg := d.model.Config()
+	if h.Device != cfg.ID || h.Project != cfg.Project {
+		return h, fmt.Errorf("sim %s: cloud says this session is %s@%s", d.ID(), h.Device, h.Project)
+	}
+	d.logf("hello: authenticated as %s@%s (%s)", h.Device, h.Project, h.Method)
+	return h, nil
+}
+
+// Enroll obtains a certificate over EST (sen, or sren when reenroll) for a
+// key generated inside the model; the certificate is stored as the rotated
+// credential, used (and confirmed) from the next boot on.
+func (d *Device) Enroll(ctx context.Context, reenroll bool) (*x509.Certificate, error) {
+	s, err := d.Session()
+	if err != nil {
+		return nil, err
+	}
+	cfg := d.model.Config()
+	csr, err := d.model.PrepareCSR(d.opts.Rand, pkix.Name{Organization: []string{cfg.Project}, CommonName: cfg.ID})
+	if err != nil {
+		return nil, fmt.Errorf("sim %s: csr: %w", d.ID(), err)
+	}
+	what := "enroll"
+	if reenroll {
+		what = "re-enroll"
+	}
+	d.logf("EST %s: CSR for %s@%s", what, cfg.ID, cfg.Project)
+	cert, err := s.Enroll(ctx, csr, reenroll)
+	if err != nil {
+		d.logf("EST %s failed: %v", what, err)
+		return nil, err
+	}
+	if err := d.model.CompleteCSR(cert.Raw); err != nil {
+		return nil, fmt.Errorf("sim %s: store certificate: %w", d.ID(), err)
+	}
+	d.logf("EST %s: stored certificate serial %x, valid until %s", what, cert.SerialNumber, cert.NotAfter.UTC().Format(time.RFC3339))
+	return cert, nil
+}
+
+// Reboot closes the session, resets the device (RTC kept) and starts it.
+func (d *Device) Reboot(ctx context.Context) error {
+	d.mu.Lock()
+	d.closeLocked()
+	d.model.Reset()
+	d.mu.Unlock()
+	return d.Start(ctx)
+}
+
+// PowerCycle closes the session, removes power (RTC lost, storage kept)
+// and starts the device.
+func (d *Device) PowerCycle(ctx context.Context) error {
+	d.mu.Lock()
+	d.closeLocked()
+	d.model.PowerCycle()
+	d.mu.Unlock()
+	return d.Start(ctx)
+}
+
+// Stop closes the session; the device stays powered but offline.
+func (d *Device) Stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closeLocked()
+}
+
+func (d *Device) closeLocked() {
+	if d.sess != nil {
+		_ = d.sess.Close()
+		d.sess = nil
+		d.logf("disconnected")
+	}
+}
+
+// Close is Stop; it satisfies io.Closer.
+func (d *Device) Close() error {
+	d.Stop()
+	return nil
+}
+
+// describe renders the model state for humans.
+func (d *Device) describe() string {
+	st := d.model.State()
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s online=%v %s", d.ID(), d.Online(), st.String())
+	return b.String()
+}
+
+// Status is the device's model state on one line, plus whether it is online.
+func (d *Device) Status() string { return d.describe() }
