@@ -264,3 +264,16 @@ func (s *Session) Enroll(ctx context.Context, csrDER []byte, reenroll bool) (*x5
 	}
 	return certs[0], nil
 }
+
+// GetRaw performs a GET and returns the body of a 2.05 response.
+func (s *Session) GetRaw(ctx context.Context, path string) ([]byte, error) {
+	resp, err := s.cc.Get(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("sim: get %s: %w", path, err)
+	}
+	body, err := check(resp, codes.Content)
+	if err != nil {
+		return nil, fmt.Errorf("sim: get %s: %w", path, err)
+	}
+	return body, nil
+}

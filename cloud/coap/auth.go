@@ -262,7 +262,14 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	if len(roots) == 0 {
 		return hs.reject("project " + project + " trusts no root")
 	}
-	chain, err := fakeca.VerifyClient(certs, roots, hs.srv.now())
+	// Devices often send only their leaf; the cloud's own intermediates
+	// help build the chain (they are not trust anchors: the chain must
+	// still end at a root the project trusts).
+	pool := certs
+	if iss := hs.srv.opts.Authority.Issuing; iss != hs.srv.opts.Authority.Root {
+		pool = append(append([]*x509.Certificate{}, certs...), iss.Cert)
+	}
+	chain, err := fakeca.VerifyClient(pool, roots, hs.srv.now())
 	if err != nil {
 		return hs.reject("certificate rejected: " + verifyReason(err))
 	}

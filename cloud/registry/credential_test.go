@@ -253,15 +253,15 @@ func TestAddCertificate(t *testing.T) {
 
 // fieldsOf is a Credential's fields without its methods, for comparing.
 type credFields struct {
-	ID                                                                            int64
-	Project, Device                                                               string
-	Kind                                                                          CredKind
-	State                                                                         CredState
-	PSKIdentity                                                                   string
-	PSK                                                                           []byte
+	ID                                                                           int64
+	Project, Device                                                              string
+	Kind                                                                         CredKind
+	State                                                                        CredState
+	PSKIdentity                                                                  string
+	PSK                                                                          []byte
 	Serial, Fingerprint, IssuerFingerprint, Issuer, Subject, NotBefore, NotAfter string
-	DER                                                                           []byte
-	Created                                                                       string
+	DER                                                                          []byte
+	Created                                                                      string
 }
 
 func fieldsOf(c Credential) credFields {

@@ -40,7 +40,7 @@ func dataDirDefault() string {
 
 // addDirFlag registers --dir on fs.
 func addDirFlag(fs *flag.FlagSet) *string {
-	return fs.String("dir", dataDirDefault(), "credloop data `DIR` holding ca/ and registry.db (default from $"+dataDirEnv+")")
+	return fs.String("dir", dataDirDefault(), "credloop data `DIR` holding ca/ and registry.db; $"+dataDirEnv+" sets the default")
 }
 
 // checkDir rejects an empty --dir (which cloud.OpenAuthority would take

@@ -339,7 +339,11 @@ func (d *Device) basePlan(log *[]string) Plan {
 	}
 	f := d.cfg.Factory
 	if f.Kind != KindPSK {
-		logf("No rotated certificates found. Using factory certificates.")
+		if log != nil && len(*log) > 0 {
+			logf("Using factory certificates.")
+		} else {
+			logf("No rotated certificates found. Using factory certificates.")
+		}
 		return Plan{Credential: f.Clone(), Slot: SlotFactory}
 	}
 	if b, ok := d.loadPSK(KeyPSKBackupID, KeyPSKBackup); ok && d.backupPending() {

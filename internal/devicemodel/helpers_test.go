@@ -162,6 +162,7 @@ func run(t *testing.T, cfg Config, steps []step) *rig {
 			t.FailNow()
 		}
 	}
+	t.Logf("console:\n  %s", strings.Join(r.log, "\n  "))
 	return r
 }
 

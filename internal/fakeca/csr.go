@@ -1,7 +1,6 @@
 package fakeca
 
 import (
-	"bytes"
 	"crypto/x509"
 	"encoding/asn1"
 	"encoding/pem"
@@ -37,7 +36,7 @@ func ParseCSR(data []byte) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadCSR, len(data), MaxCSRSize)
 	}
 	der := data
-	if bytes.Contains(data, []byte("-----BEGIN")) {
+	if looksPEM(data) {
 		der = nil
 		for rest := data; der == nil; {
 			var b *pem.Block

@@ -132,6 +132,13 @@ func TestParseCSR(t *testing.T) {
 			}
 		})
 	}
+	t.Run("DER that contains a PEM marker", func(t *testing.T) {
+		cn := "-----BEGIN CERTIFICATE REQUEST-----"
+		csr, err := ParseCSR(newCSRDER(t, key, pkix.Name{CommonName: cn}))
+		if err != nil || csr.Subject.CommonName != cn {
+			t.Fatalf("ParseCSR = %v, %v", csr, err)
+		}
+	})
 }
 
 func TestSignCSR(t *testing.T) {

@@ -85,7 +85,7 @@ func ParseCertPEMOrDER(data []byte) ([]*x509.Certificate, error) {
 	if len(data) > MaxCertSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadCert, len(data), MaxCertSize)
 	}
-	if !bytes.Contains(data, []byte("-----BEGIN")) {
+	if !looksPEM(data) {
 		if len(data) == 0 {
 			return nil, fmt.Errorf("%w: empty", ErrBadCert)
 		}
@@ -125,7 +125,7 @@ func ParseKey(data []byte) (crypto.Signer, error) {
 	if len(data) > MaxKeySize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBadKey, len(data), MaxKeySize)
 	}
-	if !bytes.Contains(data, []byte("-----BEGIN")) {
+	if !looksPEM(data) {
 		if len(data) == 0 {
 			return nil, fmt.Errorf("%w: empty", ErrBadKey)
 		}
@@ -168,8 +168,27 @@ func ParseKey(data []byte) (crypto.Signer, error) {
 	}
 }
 
-func parseSEC1(der []byte) (crypto.Signer, error)  { return x509.ParseECPrivateKey(der) }
-func parsePKCS1(der []byte) (crypto.Signer, error) { return x509.ParsePKCS1PrivateKey(der) }
+func parseSEC1(der []byte) (crypto.Signer, error) {
+	k, err := x509.ParseECPrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func parsePKCS1(der []byte) (crypto.Signer, error) {
+	k, err := x509.ParsePKCS1PrivateKey(der)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// looksPEM tells PEM text from DER: DER starts with a SEQUENCE tag, PEM
+// has a BEGIN line (possibly after some text).
+func looksPEM(data []byte) bool {
+	return len(data) > 0 && data[0] != 0x30 && bytes.Contains(data, []byte("-----BEGIN"))
+}
 
 func parsePKCS8(der []byte) (crypto.Signer, error) {
 	k, err := x509.ParsePKCS8PrivateKey(der)

@@ -1,0 +1,834 @@
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+func init() {
+	register(command{name: "ca", summary: "manage the fake CA: init, import, issue, sign, revoke, crl, show", run: runCA})
+}
+
+const caUsage = `
+Usage: credloop ca <subcommand> [flags]
+
+Manage a certificate authority of a credloop directory. A CA lives in
+DIR/ca/NAME (--ca NAME, default "default"): a root and, usually, an
+intermediate that issues device certificates. The cloud (credloop cloud)
+uses the CA "default" of its DIR. Revocations are kept in DIR/registry.db.
+
+Subcommands:
+  init     create a root and an intermediate CA
+  import   bring your own root (made with openssl, say)
+  issue    issue a device certificate and its key
+  sign     sign a device's certificate signing request (CSR)
+  revoke   revoke a certificate by serial
+  crl      write a certificate revocation list (CRL)
+  show     show the CA's certificates
+
+Examples:
+  credloop ca init --dir ./lab
+  credloop ca issue --dir ./lab --cn dev1 --org myproject --out ./certs
+  credloop ca revoke --dir ./lab --serial 4f2a9c... --reason keyCompromise
+
+Run 'credloop ca <subcommand> --help' for its flags and examples.
+`
+
+func runCA(ctx context.Context, env *Env) error {
+	return subcommands(ctx, env, "ca", caUsage, map[string]func(context.Context, *Env) error{
+		"init":   caInit,
+		"import": caImport,
+		"issue":  caIssue,
+		"sign":   caSign,
+		"revoke": caRevoke,
+		"crl":    caCRL,
+		"show":   caShow,
+	})
+}
+
+// caFlags are the flags every `ca` subcommand has.
+type caFlags struct {
+	dir  *string
+	name *string
+}
+
+func addCAFlags(fs *flag.FlagSet) caFlags {
+	return caFlags{
+		dir:  addDirFlag(fs),
+		name: fs.String("ca", cloud.DefaultCA, "`NAME` of the CA, kept in DIR/ca/NAME"),
+	}
+}
+
+func (c caFlags) check() error {
+	if err := checkDir(*c.dir); err != nil {
+		return err
+	}
+	return checkCAName(*c.name)
+}
+
+func (c caFlags) caDir() string { return cloud.CADir(*c.dir, *c.name) }
+
+func (c caFlags) load() (*fakeca.Authority, error) { return loadAuthorityAt(*c.dir, *c.name) }
+
+// certInfo describes a certificate for people (printCertInfo) and --json.
+type certInfo struct {
+	Role        string    `json:"role,omitempty"`
+	Subject     string    `json:"subject"`
+	Issuer      string    `json:"issuer"`
+	Serial      string    `json:"serial"`
+	Fingerprint string    `json:"fingerprint"`
+	KeyType     string    `json:"key_type"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	CertFile    string    `json:"cert_file,omitempty"`
+	KeyFile     string    `json:"key_file,omitempty"`
+}
+
+func infoOf(role string, c *x509.Certificate) certInfo {
+	kt, _ := fakeca.KeyTypeOf(c.PublicKey)
+	return certInfo{
+		Role:        role,
+		Subject:     c.Subject.String(),
+		Issuer:      c.Issuer.String(),
+		Serial:      fmt.Sprintf("%x", c.SerialNumber),
+		Fingerprint: fakeca.Fingerprint(c.Raw),
+		KeyType:     string(kt),
+		NotBefore:   c.NotBefore.UTC(),
+		NotAfter:    c.NotAfter.UTC(),
+	}
+}
+
+// printCertInfo prints ci as an indented block of aligned fields.
+func printCertInfo(w io.Writer, title string, ci certInfo) {
+	fmt.Fprintln(w, title)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  subject\t%s\n", ci.Subject)
+	fmt.Fprintf(tw, "  issuer\t%s\n", ci.Issuer)
+	fmt.Fprintf(tw, "  serial\t%s\n", ci.Serial)
+	fmt.Fprintf(tw, "  fingerprint\t%s\n", ci.Fingerprint)
+	fmt.Fprintf(tw, "  key\t%s\n", ci.KeyType)
+	fmt.Fprintf(tw, "  valid\t%s to %s\n", rfc3339(ci.NotBefore), rfc3339(ci.NotAfter))
+	if ci.CertFile != "" {
+		fmt.Fprintf(tw, "  cert file\t%s\n", ci.CertFile)
+	}
+	if ci.KeyFile != "" {
+		fmt.Fprintf(tw, "  key file\t%s\n", ci.KeyFile)
+	}
+	tw.Flush()
+}
+
+// authorityInfo describes a CA of DIR.
+type authorityInfo struct {
+	Name         string    `json:"name"`
+	Dir          string    `json:"dir"`
+	Root         certInfo  `json:"root"`
+	Intermediate *certInfo `json:"intermediate,omitempty"`
+}
+
+func authorityInfoOf(name, caDir string, a *fakeca.Authority) authorityInfo {
+	ai := authorityInfo{Name: name, Dir: caDir, Root: infoOf("root", a.Root.Cert)}
+	ai.Root.CertFile = filepath.Join(caDir, fakeca.RootCertFile)
+	ai.Root.KeyFile = filepath.Join(caDir, fakeca.RootKeyFile)
+	if hasIntermediate(a) {
+		in := infoOf("intermediate", a.Issuing.Cert)
+		in.CertFile = filepath.Join(caDir, fakeca.IntermediateCertFile)
+		in.KeyFile = filepath.Join(caDir, fakeca.IntermediateKeyFile)
+		ai.Intermediate = &in
+	}
+	return ai
+}
+
+func printAuthority(w io.Writer, ai authorityInfo) {
+	printCertInfo(w, "root", ai.Root)
+	if ai.Intermediate != nil {
+		printCertInfo(w, "intermediate (issues device certificates)", *ai.Intermediate)
+	} else {
+		fmt.Fprintln(w, "no intermediate: the root issues device certificates")
+	}
+}
+
+// refuseExisting fails when DIR/ca/NAME already holds a CA.
+func refuseExisting(c caFlags) error {
+	root := filepath.Join(c.caDir(), fakeca.RootCertFile)
+	if _, err := os.Stat(root); err == nil {
+		return fmt.Errorf("a CA already exists in %s: use --force to replace it (certificates it issued will no longer verify; projects trusting its root must trust the new one); see it with `credloop ca show%s --dir %s`",
+			c.caDir(), caNameArg(*c.name), shellArg(*c.dir))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+const caInitUsage = `
+Usage: credloop ca init [--dir DIR] [--ca NAME] [--key TYPE] [--force]
+
+Create a new certificate authority in DIR/ca/NAME: a self-signed root
+"credloop Root CA" (10 years) and an intermediate "credloop Intermediate CA"
+(5 years) signed by it, which issues the device certificates. Keys are
+written 0600. An existing CA is kept unless --force is given. Let a project
+accept devices with certificates from this CA with
+'credloop project trust PROJECT --ca NAME'.
+
+Examples:
+  credloop ca init --dir ./lab
+  credloop ca init --dir ./lab --ca factory --key ecdsa-p384
+  credloop ca init --dir ./lab --force      # replace the default CA
+`
+
+func caInit(_ context.Context, env *Env) error {
+	fs := flagSet(env, "ca init", caInitUsage)
+	c := addCAFlags(fs)
+	keyType := fs.String("key", string(fakeca.ECDSAP256), "key `TYPE` of the root and intermediate: ecdsa-p256, ecdsa-p384 or rsa-2048")
+	force := fs.Bool("force", false, "replace an existing CA of that name")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	kt, err := fakeca.ParseKeyType(*keyType)
+	if err != nil {
+		return usageErr("--key: %v", err)
+	}
+	if !*force {
+		if err := refuseExisting(c); err != nil {
+			return err
+		}
+	}
+	a, err := fakeca.Init(kt, fakeca.Options{})
+	if err != nil {
+		return err
+	}
+	if err := a.Save(c.caDir()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "created CA %q in %s\n", *c.name, c.caDir())
+	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
+	return nil
+}
+
+const caImportUsage = `
+Usage: credloop ca import --cert ROOT.pem --key ROOT.key [--no-intermediate] [--dir DIR] [--ca NAME] [--force]
+
+Bring your own root: store an existing self-signed CA certificate and its
+private key (PEM or DER; SEC1, PKCS#8 or PKCS#1; not encrypted) as the CA
+NAME of DIR. Unless --no-intermediate is given, a new intermediate with a
+key of the root's type is made under it and issues the device
+certificates; with it, the root itself issues them. A root made by openssl
+as in the Golioth documentation works as it is.
+
+Examples:
+  openssl ecparam -name prime256v1 -genkey -noout -out root.key
+  openssl req -x509 -new -nodes -key root.key -sha256 -subj "/C=BR/CN=Root lab" -days 1024 -out root.pem
+  credloop ca import --dir ./lab --cert root.pem --key root.key --no-intermediate
+`
+
+func caImport(_ context.Context, env *Env) error {
+	fs := flagSet(env, "ca import", caImportUsage)
+	c := addCAFlags(fs)
+	certFile := fs.String("cert", "", "`FILE` with the root CA certificate (PEM or DER)")
+	keyFile := fs.String("key", "", "`FILE` with the root's private key (PEM or DER)")
+	noInter := fs.Bool("no-intermediate", false, "let the root issue device certificates itself")
+	force := fs.Bool("force", false, "replace an existing CA of that name")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if *certFile == "" || *keyFile == "" {
+		return usageErr("--cert and --key are both required")
+	}
+	certPEM, err := readInput(*certFile, fakeca.MaxCertSize)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := readInput(*keyFile, fakeca.MaxKeySize)
+	if err != nil {
+		return err
+	}
+	var kt fakeca.KeyType
+	if certs, err := fakeca.ParseCertPEMOrDER(certPEM); err == nil {
+		kt, _ = fakeca.KeyTypeOf(certs[0].PublicKey)
+	}
+	if !*force {
+		if err := refuseExisting(c); err != nil {
+			return err
+		}
+	}
+	a, err := fakeca.Import(certPEM, keyPEM, !*noInter, kt, fakeca.Options{})
+	if err != nil {
+		return fmt.Errorf("import %s with %s: %w", *certFile, *keyFile, err)
+	}
+	if err := a.Save(c.caDir()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "imported CA %q into %s\n", *c.name, c.caDir())
+	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
+	return nil
+}
+
+const caIssueUsage = `
+Usage: credloop ca issue --cn DEVICE --org PROJECT [flags]
+
+Issue a device (client) certificate with subject O=PROJECT, CN=DEVICE from
+the CA's intermediate, with a new key. Writes, in --out (default the current
+directory): NAME.crt.pem and NAME.crt.der (the certificate), NAME.key.pem
+and NAME.key.der (the key, mode 0600) and NAME.chain.pem (the certificate
+and the intermediate, as a device presents them); NAME is the CN unless
+--name is given. --not-before and --not-after make expired or not yet valid
+certificates for tests. No policy is applied and nothing is registered: a
+project trusting the CA's root provisions the device on first connect.
+
+Examples:
+  credloop ca issue --dir ./lab --cn dev1 --org myproject --out ./certs
+  credloop ca issue --dir ./lab --cn dev2 --org myproject --key rsa-2048 --days 30
+  credloop ca issue --dir ./lab --cn old --org myproject --not-after 2024-01-01T00:00:00Z
+`
+
+func caIssue(_ context.Context, env *Env) error {
+	fs := flagSet(env, "ca issue", caIssueUsage)
+	c := addCAFlags(fs)
+	cn := fs.String("cn", "", "common name: the device `ID`")
+	org := fs.String("org", "", "organization: the `PROJECT` id (give --org '' for a certificate without O)")
+	keyType := fs.String("key", string(fakeca.ECDSAP256), "key `TYPE` of the device: ecdsa-p256, ecdsa-p384 or rsa-2048")
+	days := fs.Int("days", 365, "validity in `DAYS`")
+	notBefore := fs.String("not-before", "", "start of validity, an RFC 3339 `TIME` (e.g. 2030-01-01T00:00:00Z)")
+	notAfter := fs.String("not-after", "", "end of validity, an RFC 3339 `TIME`")
+	out := fs.String("out", ".", "`DIR` to write the files to")
+	name := fs.String("name", "", "base `NAME` of the files (default: the CN)")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	if *cn == "" {
+		return usageErr("missing --cn (the device id)")
+	}
+	if !given["org"] {
+		return usageErr("missing --org (the project id; --org '' for none)")
+	}
+	kt, err := fakeca.ParseKeyType(*keyType)
+	if err != nil {
+		return usageErr("--key: %v", err)
+	}
+	if *days <= 0 {
+		return usageErr("--days %d: must be positive", *days)
+	}
+	base := *name
+	if base == "" {
+		base = *cn
+	}
+	if err := checkFileBase(base); err != nil {
+		if *name == "" {
+			return usageErr("the CN %q cannot name files (%v): give --name", *cn, err)
+		}
+		return usageErr("--name: %v", err)
+	}
+	tmpl := fakeca.Template{CN: *cn, Org: *org, KeyType: kt}
+	validity := time.Duration(*days) * 24 * time.Hour
+	if tmpl.NotBefore, err = parseTimeFlag("not-before", *notBefore); err != nil {
+		return err
+	}
+	if tmpl.NotAfter, err = parseTimeFlag("not-after", *notAfter); err != nil {
+		return err
+	}
+	switch {
+	case !tmpl.NotBefore.IsZero() && !tmpl.NotAfter.IsZero():
+		if given["days"] {
+			return usageErr("--days cannot be combined with both --not-before and --not-after")
+		}
+	case !tmpl.NotBefore.IsZero():
+		tmpl.NotAfter = tmpl.NotBefore.Add(validity)
+	case !tmpl.NotAfter.IsZero():
+		tmpl.NotBefore = tmpl.NotAfter.Add(-validity)
+	default:
+		tmpl.NotAfter = time.Now().Add(validity)
+	}
+	if !tmpl.NotBefore.IsZero() && tmpl.NotAfter.Before(tmpl.NotBefore) {
+		return usageErr("--not-after %s is before --not-before %s", rfc3339(tmpl.NotAfter), rfc3339(tmpl.NotBefore))
+	}
+	a, err := c.load()
+	if err != nil {
+		return err
+	}
+	cert, key, err := a.Issuing.IssueWith(tmpl)
+	if err != nil {
+		return err
+	}
+	keyPEM, err := fakeca.EncodeKeyPEM(key)
+	if err != nil {
+		return err
+	}
+	keyDER, err := fakeca.EncodeKeyDER(key)
+	if err != nil {
+		return err
+	}
+	chain := fakeca.EncodeCertPEM(cert)
+	if hasIntermediate(a) {
+		chain = append(chain, fakeca.EncodeCertPEM(a.Issuing.Cert)...)
+		for _, ic := range a.Issuing.Chain[:max(0, len(a.Issuing.Chain)-1)] {
+			chain = append(chain, fakeca.EncodeCertPEM(ic)...)
+		}
+	}
+	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	files := []struct {
+		label, suffix string
+		data          []byte
+		mode          os.FileMode
+	}{
+		{"certificate (PEM)", ".crt.pem", fakeca.EncodeCertPEM(cert), 0o644},
+		{"certificate (DER)", ".crt.der", cert.Raw, 0o644},
+		{"key (PEM)", ".key.pem", keyPEM, 0o600},
+		{"key (DER)", ".key.der", keyDER, 0o600},
+		{"chain (PEM)", ".chain.pem", chain, 0o644},
+	}
+	ci := infoOf("", cert)
+	printCertInfo(env.Stdout, "issued certificate", ci)
+	fmt.Fprintln(env.Stdout, "files")
+	tw := newTable(env.Stdout)
+	for _, f := range files {
+		path := filepath.Join(*out, base+f.suffix)
+		if err := writeFileAtomic(path, f.data, f.mode); err != nil {
+			return err
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", f.label, path)
+	}
+	return tw.Flush()
+}
+
+// checkFileBase makes sure s is a plain file name.
+func checkFileBase(s string) error {
+	switch {
+	case s == "" || s == "." || s == "..":
+		return errors.New("not a file name")
+	case strings.ContainsAny(s, `/\`+"\x00"):
+		return errors.New("contains a path separator")
+	}
+	return nil
+}
+
+// parseTimeFlag parses an RFC 3339 time flag; "" is the zero time.
+func parseTimeFlag(name, s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, usageErr("--%s %q: want an RFC 3339 time like 2030-01-02T15:04:05Z", name, s)
+	}
+	return t, nil
+}
+
+const caSignUsage = `
+Usage: credloop ca sign --csr FILE [--org PROJECT] [--days N] [--out FILE] [--chain]
+
+Sign a device's certificate signing request (PKCS#10, PEM or DER) with the
+CA's intermediate, after checking its signature and the policy: the key is
+ecdsa-p256, ecdsa-p384 or rsa-2048, the subject has one printable CN, and,
+with --org, its O is exactly PROJECT. A refused CSR gets an error naming the
+rule it broke. The certificate (PEM) goes to --out, or to standard output.
+
+Examples:
+  openssl req -new -key dev1.key -subj "/C=BR/O=myproject/CN=dev1" -out dev1.csr
+  credloop ca sign --dir ./lab --csr dev1.csr --org myproject --out dev1.crt.pem
+  credloop ca sign --dir ./lab --csr dev1.csr --days 30 --chain > dev1.chain.pem
+`
+
+func caSign(_ context.Context, env *Env) error {
+	fs := flagSet(env, "ca sign", caSignUsage)
+	c := addCAFlags(fs)
+	csrFile := fs.String("csr", "", "`FILE` with the CSR (PEM or DER)")
+	org := fs.String("org", "", "require the subject O to be exactly `PROJECT`")
+	days := fs.Int("days", 365, "validity in `DAYS`")
+	out := fs.String("out", "", "`FILE` to write the certificate to (default: standard output)")
+	withChain := fs.Bool("chain", false, "append the intermediate to the certificate")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if *csrFile == "" {
+		return usageErr("missing --csr")
+	}
+	if *days <= 0 {
+		return usageErr("--days %d: must be positive", *days)
+	}
+	data, err := readInput(*csrFile, fakeca.MaxCSRSize)
+	if err != nil {
+		return err
+	}
+	csr, err := fakeca.ParseCSR(data)
+	if err != nil {
+		return fmt.Errorf("CSR %s refused: %w", *csrFile, err)
+	}
+	policy := fakeca.Policy{Organization: *org, Validity: time.Duration(*days) * 24 * time.Hour}
+	if err := fakeca.CheckCSR(csr, policy); err != nil {
+		return fmt.Errorf("CSR %s (subject %q) refused: %w", *csrFile, csr.Subject.String(), err)
+	}
+	a, err := c.load()
+	if err != nil {
+		return err
+	}
+	cert, err := a.Issuing.SignCSR(csr, policy)
+	if err != nil {
+		return fmt.Errorf("CSR %s refused: %w", *csrFile, err)
+	}
+	pemData := fakeca.EncodeCertPEM(cert)
+	if *withChain && hasIntermediate(a) {
+		pemData = append(pemData, fakeca.EncodeCertPEM(a.Issuing.Cert)...)
+	}
+	info := env.Stdout
+	if *out == "" {
+		if _, err := env.Stdout.Write(pemData); err != nil {
+			return err
+		}
+		info = env.Stderr
+	} else if err := writeFileAtomic(*out, pemData, 0o644); err != nil {
+		return err
+	}
+	ci := infoOf("", cert)
+	ci.CertFile = *out
+	printCertInfo(info, "signed certificate", ci)
+	return nil
+}
+
+// crlReasons are the RFC 5280 CRLReason names by code (7 is unused).
+var crlReasons = [...]string{
+	0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
+	4: "superseded", 5: "cessationOfOperation", 6: "certificateHold", 7: "",
+	8: "removeFromCRL", 9: "privilegeWithdrawn", 10: "aACompromise",
+}
+
+// parseReason accepts a CRLReason name (any case) or its number.
+func parseReason(s string) (int, error) {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n >= 0 && n < len(crlReasons) && crlReasons[n] != "" {
+			return n, nil
+		}
+		return 0, fmt.Errorf("reason %d is not an RFC 5280 CRLReason (0-6, 8-10)", n)
+	}
+	for n, name := range crlReasons {
+		if name != "" && strings.EqualFold(name, s) {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("unknown reason %q: want one of %s, or a number", clipArg(s), strings.Join(reasonNames(), ", "))
+}
+
+func reasonNames() []string {
+	var names []string
+	for _, n := range crlReasons {
+		if n != "" {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func reasonName(n int) string {
+	if n >= 0 && n < len(crlReasons) && crlReasons[n] != "" {
+		return crlReasons[n]
+	}
+	return strconv.Itoa(n)
+}
+
+// clipArg shortens an argument quoted in an error message.
+func clipArg(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}
+
+// pickIssuer selects the CA that --issuer names: "" is the one that
+// issues device certificates.
+func pickIssuer(a *fakeca.Authority, which, name string) (*fakeca.CA, string, error) {
+	switch which {
+	case "":
+		if hasIntermediate(a) {
+			return a.Issuing, "intermediate", nil
+		}
+		return a.Root, "root", nil
+	case "intermediate":
+		if !hasIntermediate(a) {
+			return nil, "", usageErr("CA %q has no intermediate (it was imported with --no-intermediate): use --issuer root", name)
+		}
+		return a.Issuing, "intermediate", nil
+	case "root":
+		return a.Root, "root", nil
+	}
+	return nil, "", usageErr("--issuer %q: want intermediate or root", clipArg(which))
+}
+
+const caRevokeUsage = `
+Usage: credloop ca revoke (--serial HEX | --cert FILE) [--reason REASON] [--issuer intermediate|root] [flags]
+
+Revoke a certificate: record in DIR/registry.db that the issuer (the CA's
+intermediate unless --issuer root) revoked the serial, and mark REVOKED
+every registered device certificate with that issuer and serial. The cloud
+refuses it from the next handshake on, and 'credloop ca crl' lists it. The
+serial is hex as 'ca issue' or 'openssl x509 -serial' print it (colons and
+0x allowed); --cert takes it, and the issuer, from the certificate.
+REASON is an RFC 5280 name (unspecified, keyCompromise, cACompromise,
+affiliationChanged, superseded, cessationOfOperation, certificateHold,
+removeFromCRL, privilegeWithdrawn, aACompromise) or its number.
+
+Examples:
+  credloop ca revoke --dir ./lab --serial 4f2a9c0d11 --reason keyCompromise
+  credloop ca revoke --dir ./lab --cert ./certs/dev1.crt.pem --reason superseded
+  credloop ca revoke --dir ./lab --issuer root --serial 01:a2:b3
+`
+
+func caRevoke(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "ca revoke", caRevokeUsage)
+	c := addCAFlags(fs)
+	serialArg := fs.String("serial", "", "serial number in `HEX`")
+	certFile := fs.String("cert", "", "`FILE` with the certificate to revoke (instead of --serial)")
+	reasonArg := fs.String("reason", "unspecified", "RFC 5280 revocation `REASON`, name or number")
+	issuerArg := fs.String("issuer", "", "`CA` that issued the certificate: intermediate or root (default: the CA that issues device certificates)")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if (*serialArg == "") == (*certFile == "") {
+		return usageErr("give exactly one of --serial and --cert")
+	}
+	reason, err := parseReason(*reasonArg)
+	if err != nil {
+		return usageErr("--reason: %v", err)
+	}
+	a, err := c.load()
+	if err != nil {
+		return err
+	}
+	issuer, role, err := pickIssuer(a, *issuerArg, *c.name)
+	if err != nil {
+		return err
+	}
+	serial := *serialArg
+	if *certFile != "" {
+		data, err := readInput(*certFile, fakeca.MaxCertSize)
+		if err != nil {
+			return err
+		}
+		certs, err := fakeca.ParseCertPEMOrDER(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *certFile, err)
+		}
+		cert := certs[0]
+		switch {
+		case *issuerArg == "" && cert.CheckSignatureFrom(issuer.Cert) != nil && cert.CheckSignatureFrom(a.Root.Cert) == nil:
+			issuer, role = a.Root, "root"
+		case cert.CheckSignatureFrom(issuer.Cert) != nil:
+			return fmt.Errorf("%s (subject %q) was not issued by the %s of CA %q (%s)", *certFile, cert.Subject.String(), role, *c.name, issuer.Cert.Subject.String())
+		}
+		serial = fmt.Sprintf("%x", cert.SerialNumber)
+	}
+	if serial, err = registry.NormalizeSerial(serial); err != nil {
+		return usageErr("--serial: %v", err)
+	}
+	issuerFP := fakeca.Fingerprint(issuer.Cert.Raw)
+
+	reg, err := openRegistryAt(*c.dir, true)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	already, err := reg.IsRevoked(ctx, issuerFP, serial)
+	if err != nil {
+		return err
+	}
+	before, err := reg.Credentials(ctx, "", "")
+	if err != nil {
+		return err
+	}
+	var cands []registry.Credential
+	for _, cr := range before {
+		if cr.Kind == registry.KindCert && cr.Serial == serial && cr.State != registry.StateRevoked {
+			cands = append(cands, cr)
+		}
+	}
+	rev, err := reg.Revoke(ctx, issuerFP, serial, reason)
+	if err != nil {
+		return err
+	}
+	if already {
+		fmt.Fprintf(env.Stdout, "serial %s of %s was already revoked at %s (reason %s)\n", serial, role, rfc3339(rev.Time), reasonName(rev.Reason))
+	} else {
+		recordEvent(ctx, env, reg, registry.Event{Kind: evCertRevoked, Credential: "serial:" + serial,
+			Reason: fmt.Sprintf("serial %s of %s %.8s revoked (%s) %s", serial, issuer.Cert.Subject.CommonName, issuerFP, reasonName(reason), cliEventReasonFrom)})
+		fmt.Fprintf(env.Stdout, "revoked serial %s\n", serial)
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintf(tw, "  issuer\t%s (%s of CA %q)\n", issuer.Cert.Subject.String(), role, *c.name)
+	fmt.Fprintf(tw, "  issuer fingerprint\t%s\n", issuerFP)
+	fmt.Fprintf(tw, "  reason\t%s (%d)\n", reasonName(rev.Reason), rev.Reason)
+	fmt.Fprintf(tw, "  time\t%s\n", rfc3339(rev.Time))
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var hit []registry.Credential
+	for _, cr := range cands {
+		now, err := reg.Credential(ctx, cr.ID)
+		if err != nil || now.State != registry.StateRevoked {
+			continue
+		}
+		hit = append(hit, now)
+		recordEvent(ctx, env, reg, registry.Event{Project: now.Project, Device: now.Device, Credential: now.Fingerprint, Kind: evCredRevoked,
+			Reason: fmt.Sprintf("certificate serial %s revoked (%s) %s", serial, reasonName(reason), cliEventReasonFrom)})
+	}
+	if len(hit) == 0 {
+		fmt.Fprintln(env.Stdout, "no registered credential changed state (devices presenting this certificate are refused from their next handshake)")
+		return nil
+	}
+	fmt.Fprintln(env.Stdout, "credentials now REVOKED:")
+	tw = newTable(env.Stdout)
+	fmt.Fprintln(tw, "  PROJECT\tDEVICE\tSUBJECT\tFINGERPRINT")
+	for _, cr := range hit {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cr.Project, cr.Device, cr.Subject, short(cr.Fingerprint, 16))
+	}
+	return tw.Flush()
+}
+
+const caCRLUsage = `
+Usage: credloop ca crl [--issuer intermediate|root] [--out FILE] [--days N] [flags]
+
+Write a certificate revocation list (X.509 v2 CRL, PEM "X509 CRL") signed
+by the issuer (the CA's intermediate unless --issuer root), listing the
+revocations recorded in DIR/registry.db for it, with the issuer's next CRL
+number (kept in the registry) and a next update N days ahead. The CRL goes
+to --out, or to standard output. 'openssl crl -in FILE -noout -text' reads
+it.
+
+Examples:
+  credloop ca crl --dir ./lab --out crl.pem
+  credloop ca crl --dir ./lab --issuer root --days 30 --out root-crl.pem
+  credloop ca crl --dir ./lab | openssl crl -noout -text
+`
+
+func caCRL(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "ca crl", caCRLUsage)
+	c := addCAFlags(fs)
+	issuerArg := fs.String("issuer", "", "`CA` whose revocations to list: intermediate or root (default: the CA that issues device certificates)")
+	out := fs.String("out", "", "`FILE` to write the CRL to (default: standard output)")
+	days := fs.Int("days", 7, "next update in `DAYS`")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	if *days <= 0 {
+		return usageErr("--days %d: must be positive", *days)
+	}
+	a, err := c.load()
+	if err != nil {
+		return err
+	}
+	issuer, role, err := pickIssuer(a, *issuerArg, *c.name)
+	if err != nil {
+		return err
+	}
+	issuerFP := fakeca.Fingerprint(issuer.Cert.Raw)
+	reg, err := openRegistryAt(*c.dir, true)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	revs, err := reg.Revocations(ctx, issuerFP)
+	if err != nil {
+		return err
+	}
+	entries := make([]x509.RevocationListEntry, 0, len(revs))
+	for _, r := range revs {
+		n, ok := new(big.Int).SetString(r.Serial, 16)
+		if !ok {
+			return fmt.Errorf("registry holds a revocation with serial %q that is not hex", clipArg(r.Serial))
+		}
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.Time, ReasonCode: r.Reason})
+	}
+	number, err := reg.NextCRLNumber(ctx, issuerFP)
+	if err != nil {
+		return err
+	}
+	next := time.Duration(*days) * 24 * time.Hour
+	der, err := issuer.CRL(entries, big.NewInt(number), next)
+	if err != nil {
+		return err
+	}
+	pemData := fakeca.EncodeCRLPEM(der)
+	info := env.Stdout
+	if *out == "" {
+		if _, err := env.Stdout.Write(pemData); err != nil {
+			return err
+		}
+		info = env.Stderr
+	} else if err := writeFileAtomic(*out, pemData, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", number, issuer.Cert.Subject.String(), role, len(entries), rfc3339(time.Now().Add(next)))
+	if *out != "" {
+		fmt.Fprintf(info, ", written to %s", *out)
+	}
+	fmt.Fprintln(info)
+	return nil
+}
+
+const caShowUsage = `
+Usage: credloop ca show [--dir DIR] [--ca NAME] [--json]
+
+Show the CA NAME of DIR: for the root and the intermediate, the subject,
+serial, SHA-256 fingerprint (what 'credloop project untrust' takes),
+validity, key type and file paths.
+
+Examples:
+  credloop ca show --dir ./lab
+  credloop ca show --dir ./lab --ca factory --json
+`
+
+func caShow(_ context.Context, env *Env) error {
+	fs := flagSet(env, "ca show", caShowUsage)
+	c := addCAFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := c.check(); err != nil {
+		return err
+	}
+	a, err := c.load()
+	if err != nil {
+		return err
+	}
+	ai := authorityInfoOf(*c.name, c.caDir(), a)
+	if *asJSON {
+		return emitJSON(env.Stdout, ai)
+	}
+	fmt.Fprintf(env.Stdout, "CA %q in %s\n", *c.name, c.caDir())
+	printAuthority(env.Stdout, ai)
+	return nil
+}

@@ -1,0 +1,821 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/credloop/credloop/cloud/registry"
+)
+
+func init() {
+	register(command{name: "device", summary: "add devices and their PSKs, list, show, disable, watch events", run: runDevice})
+}
+
+const deviceUsage = `
+Usage: credloop device <subcommand> [flags]
+
+Manage the devices of a credloop directory's registry (DIR/registry.db):
+create them with pre-shared keys, rotate keys, enable and disable them, and
+read the event log the cloud writes (authentications, provisioning). The
+commands work while 'credloop cloud' runs on the same DIR. PSKs are shown
+only once, when generated; everything else shows their fingerprint
+(fp=first 8 hex digits of SHA-256).
+
+Subcommands:
+  add        create a device, optionally with one or two PSKs
+  psk        add or revoke a PSK of a device (rotation)
+  list       list devices
+  show       show a device, its credentials and its last events
+  disable    refuse a device's connections
+  enable     accept them again
+  events     list events
+
+Examples:
+  credloop device add --dir ./lab --project myproject dev1 --psk-random
+  credloop device show --dir ./lab --project myproject dev1
+  credloop device events --dir ./lab --project myproject --outcome fail
+
+Run 'credloop device <subcommand> --help' for its flags and examples.
+`
+
+func runDevice(ctx context.Context, env *Env) error {
+	return subcommands(ctx, env, "device", deviceUsage, map[string]func(context.Context, *Env) error{
+		"add":     deviceAdd,
+		"psk":     devicePSK,
+		"list":    deviceList,
+		"show":    deviceShow,
+		"disable": func(ctx context.Context, env *Env) error { return deviceSetDisabled(ctx, env, true) },
+		"enable":  func(ctx context.Context, env *Env) error { return deviceSetDisabled(ctx, env, false) },
+		"events":  deviceEvents,
+	})
+}
+
+// pskSpec is a PSK to add: a key given in hex or one to generate.
+type pskSpec struct {
+	idFlag   string // the flag that names its identity, for messages
+	identity string
+	key      []byte
+	random   bool
+}
+
+// resolvePSK reads --psk-style flag values: hex, or "-" for a line of
+// standard input.
+func resolvePSK(env *Env, flagName, value string, random bool) (*pskSpec, error) {
+	switch {
+	case value != "" && random:
+		return nil, usageErr("give either --%s or its random variant, not both", flagName)
+	case random:
+		key := make([]byte, 16)
+		if _, err := io.ReadFull(rand.Reader, key); err != nil {
+			return nil, err
+		}
+		return &pskSpec{key: key, random: true}, nil
+	case value == "":
+		return nil, nil
+	}
+	if value == "-" {
+		line, err := readKeyLine(env.Stdin)
+		if err != nil {
+			return nil, usageErr("--%s -: %v", flagName, err)
+		}
+		value = line
+	}
+	key, err := parseHexKey(value)
+	if err != nil {
+		return nil, usageErr("--%s: %v", flagName, err)
+	}
+	return &pskSpec{key: key}, nil
+}
+
+// checkIdentity makes sure a PSK identity is NAME@PROJECT of this project.
+func checkIdentity(flagName, identity, project string) error {
+	_, p, err := registry.ParsePSKIdentity(identity)
+	if err != nil {
+		return usageErr("--%s: %v (want NAME@%s)", flagName, err, project)
+	}
+	if p != project {
+		return usageErr("--%s %q: the identity must end in @%s, the device's project", flagName, identity, project)
+	}
+	return nil
+}
+
+// addPSKs adds the PSKs to the device; it stops at the first failure and
+// returns those added so far.
+func addPSKs(ctx context.Context, reg *registry.Registry, project, device string, psks []*pskSpec) ([]registry.Credential, error) {
+	var added []registry.Credential
+	for _, p := range psks {
+		c, err := reg.AddPSK(ctx, project, device, p.identity, p.key)
+		if errors.Is(err, registry.ErrExists) {
+			return added, fmt.Errorf("PSK identity %s is already in use (identities are unique in the registry): choose another with --%s", p.identity, p.idFlag)
+		}
+		if err != nil {
+			return added, err
+		}
+		added = append(added, c)
+	}
+	return added, nil
+}
+
+// announcePSKs records and prints PSKs that were added: by fingerprint,
+// and a generated key once, on a line of its own.
+func announcePSKs(ctx context.Context, env *Env, reg *registry.Registry, creds []registry.Credential, psks []*pskSpec) {
+	for _, c := range creds {
+		recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.PSKIdentity, Kind: evCredAdded,
+			Reason: fmt.Sprintf("psk %s fp=%s added %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
+		fmt.Fprintf(env.Stdout, "  psk  %s  fp=%s  %s\n", c.PSKIdentity, short(c.Fingerprint, 8), c.State)
+	}
+	for _, p := range psks {
+		if p.random {
+			// The only place a PSK is ever shown, as a cloud console does
+			// when it generates one.
+			fmt.Fprintf(env.Stdout, "psk: %s\n", hex.EncodeToString(p.key))
+			fmt.Fprintf(env.Stderr, "note: the key of %s is shown only this once; store it now\n", p.identity)
+		}
+	}
+}
+
+const deviceAddUsage = `
+Usage: credloop device add --project PROJECT ID [--psk HEX | --psk-random] [--psk-identity NAME@PROJECT] [--psk2 HEX --psk2-identity NAME2@PROJECT] [--dir DIR]
+
+Create a device in a project, optionally with a pre-shared key, or two for
+rotation (a main and a backup key). The identity of the first PSK is
+ID@PROJECT unless --psk-identity is given, as Golioth names them.
+--psk-random generates a 16-byte key and prints it once, on a line
+"psk: <hex>"; it is never shown again. '--psk -' reads the hex key from
+standard input, which keeps it out of the process list. A device with a
+certificate needs no 'device add': trust its CA in the project instead.
+
+Examples:
+  credloop device add --dir ./lab --project myproject dev1 --psk-random
+  credloop device add --dir ./lab --project myproject dev2 --psk 00112233445566778899aabbccddeeff
+  credloop device add --dir ./lab --project myproject dev3 --psk-random --psk2 a1b2c3d4e5f60718 --psk2-identity dev3-b@myproject
+`
+
+func deviceAdd(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device add", deviceAddUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the device")
+	pskHex := fs.String("psk", "", "pre-shared key in `HEX` (- reads it from standard input)")
+	pskRandom := fs.Bool("psk-random", false, "generate a random 16-byte PSK and print it once")
+	pskID := fs.String("psk-identity", "", "`IDENTITY` of the PSK (default ID@PROJECT)")
+	psk2Hex := fs.String("psk2", "", "a second pre-shared key in `HEX`, for rotation (- reads it from standard input)")
+	psk2ID := fs.String("psk2-identity", "", "`IDENTITY` of the second PSK (required with --psk2)")
+	args, err := parseArgs(fs, env.Args, "device ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := deviceArg(id); err != nil {
+		return err
+	}
+	if *pskHex == "-" && *psk2Hex == "-" {
+		return usageErr("only one of --psk and --psk2 can read standard input")
+	}
+	psk1, err := resolvePSK(env, "psk", *pskHex, *pskRandom)
+	if err != nil {
+		return err
+	}
+	psk2, err := resolvePSK(env, "psk2", *psk2Hex, false)
+	if err != nil {
+		return err
+	}
+	var psks []*pskSpec
+	switch {
+	case psk1 == nil && *pskID != "":
+		return usageErr("--psk-identity needs --psk or --psk-random")
+	case psk1 == nil && psk2 != nil:
+		return usageErr("--psk2 needs a first key: --psk or --psk-random")
+	case psk2 == nil && *psk2ID != "":
+		return usageErr("--psk2-identity needs --psk2")
+	case psk2 != nil && *psk2ID == "":
+		return usageErr("--psk2 needs --psk2-identity (PSK identities are unique, e.g. %s-b@%s)", id, *project)
+	}
+	if psk1 != nil {
+		psk1.identity, psk1.idFlag = *pskID, "psk-identity"
+		if psk1.identity == "" {
+			psk1.identity = id + "@" + *project
+		}
+		if err := checkIdentity("psk-identity", psk1.identity, *project); err != nil {
+			return err
+		}
+		psks = append(psks, psk1)
+	}
+	if psk2 != nil {
+		psk2.identity, psk2.idFlag = *psk2ID, "psk2-identity"
+		if err := checkIdentity("psk2-identity", psk2.identity, *project); err != nil {
+			return err
+		}
+		if psk2.identity == psk1.identity {
+			return usageErr("--psk2-identity %s is the identity of the first PSK: each PSK needs its own", psk2.identity)
+		}
+		psks = append(psks, psk2)
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if err := needProject(ctx, reg, *dir, *project); err != nil {
+		return err
+	}
+	d, err := reg.CreateDevice(ctx, *project, id)
+	if errors.Is(err, registry.ErrExists) {
+		return fmt.Errorf("device %s already exists in project %s: see it with `credloop device show --project %s %s --dir %s`; add a PSK with `credloop device psk add`",
+			id, *project, *project, id, shellArg(*dir))
+	}
+	if err != nil {
+		return err
+	}
+	added, err := addPSKs(ctx, reg, *project, id, psks)
+	if err != nil {
+		// Leave nothing half made: the device goes with its keys.
+		if derr := reg.DeleteDevice(ctx, *project, id); derr != nil {
+			return errors.Join(err, fmt.Errorf("device %s was created without its keys: %w", id, derr))
+		}
+		return fmt.Errorf("%w (device %s not created)", err, id)
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: evDeviceCreated,
+		Reason: fmt.Sprintf("created with %d psk(s) %s", len(psks), cliEventReasonFrom)})
+	fmt.Fprintf(env.Stdout, "created device %s in project %s\n", d.ID, d.Project)
+	announcePSKs(ctx, env, reg, added, psks)
+	return nil
+}
+
+const devicePSKUsage = `
+Usage: credloop device psk <add|revoke> --project PROJECT ID --identity NAME@PROJECT [flags]
+
+Rotate the pre-shared keys of a device. A device holds at most two PSKs
+that are not revoked (a main and a backup key): add the new key, let the
+device switch to it, then revoke the old one.
+
+Examples:
+  credloop device psk add --dir ./lab --project myproject dev1 --identity dev1-b@myproject --random
+  credloop device psk revoke --dir ./lab --project myproject dev1 --identity dev1@myproject
+`
+
+func devicePSK(ctx context.Context, env *Env) error {
+	return subcommands(ctx, env, "device psk", devicePSKUsage, map[string]func(context.Context, *Env) error{
+		"add":    devicePSKAdd,
+		"revoke": devicePSKRevoke,
+	})
+}
+
+const devicePSKAddUsage = `
+Usage: credloop device psk add --project PROJECT ID --identity NAME@PROJECT (--key HEX | --random) [--dir DIR]
+
+Add a pre-shared key to an existing device, for rotation. Identities are
+unique in the registry, and a device holds at most two PSKs that are not
+revoked: revoke one first ('credloop device psk revoke') when it has two.
+--random generates a 16-byte key and prints it once, on a line
+"psk: <hex>". '--key -' reads the hex key from standard input.
+
+Examples:
+  credloop device psk add --dir ./lab --project myproject dev1 --identity dev1-b@myproject --random
+  echo 00112233445566778899aabbccddeeff | credloop device psk add --dir ./lab --project myproject dev1 --identity dev1-c@myproject --key -
+`
+
+func devicePSKAdd(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device psk add", devicePSKAddUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the device")
+	identity := fs.String("identity", "", "`IDENTITY` of the new PSK, NAME@PROJECT")
+	keyHex := fs.String("key", "", "the key in `HEX` (- reads it from standard input)")
+	random := fs.Bool("random", false, "generate a random 16-byte key and print it once")
+	args, err := parseArgs(fs, env.Args, "device ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := deviceArg(id); err != nil {
+		return err
+	}
+	if *identity == "" {
+		return usageErr("missing --identity (e.g. %s-b@%s)", id, *project)
+	}
+	if err := checkIdentity("identity", *identity, *project); err != nil {
+		return err
+	}
+	if *keyHex == "" && !*random {
+		return usageErr("give --key HEX or --random")
+	}
+	spec, err := resolvePSK(env, "key", *keyHex, *random)
+	if err != nil {
+		return err
+	}
+	spec.identity, spec.idFlag = *identity, "identity"
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if _, err := needDevice(ctx, reg, *dir, *project, id); err != nil {
+		return err
+	}
+	added, err := addPSKs(ctx, reg, *project, id, []*pskSpec{spec})
+	if errors.Is(err, registry.ErrTooManyPSKs) {
+		var held []string
+		if creds, cerr := reg.Credentials(ctx, *project, id); cerr == nil {
+			for _, c := range creds {
+				if c.Kind == registry.KindPSK && c.State != registry.StateRevoked {
+					held = append(held, c.PSKIdentity)
+				}
+			}
+		}
+		return fmt.Errorf("device %s already has %d PSKs (%s), the most a device holds: revoke one first with `credloop device psk revoke --project %s %s --identity IDENTITY --dir %s`",
+			id, registry.MaxPSKsPerDevice, strings.Join(held, ", "), *project, id, shellArg(*dir))
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "added a PSK to device %s of project %s\n", id, *project)
+	announcePSKs(ctx, env, reg, added, []*pskSpec{spec})
+	return nil
+}
+
+const devicePSKRevokeUsage = `
+Usage: credloop device psk revoke --project PROJECT ID --identity NAME@PROJECT [--dir DIR]
+
+Revoke a pre-shared key of a device: the cloud refuses it from the next
+handshake on. Revoked is final; the key stays listed as REVOKED.
+
+Examples:
+  credloop device psk revoke --dir ./lab --project myproject dev1 --identity dev1@myproject
+`
+
+func devicePSKRevoke(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device psk revoke", devicePSKRevokeUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the device")
+	identity := fs.String("identity", "", "`IDENTITY` of the PSK to revoke")
+	args, err := parseArgs(fs, env.Args, "device ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := deviceArg(id); err != nil {
+		return err
+	}
+	if *identity == "" {
+		return usageErr("missing --identity")
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if _, err := needDevice(ctx, reg, *dir, *project, id); err != nil {
+		return err
+	}
+	creds, err := reg.Credentials(ctx, *project, id)
+	if err != nil {
+		return err
+	}
+	for _, c := range creds {
+		if c.Kind != registry.KindPSK || c.PSKIdentity != *identity {
+			continue
+		}
+		if c.State == registry.StateRevoked {
+			fmt.Fprintf(env.Stdout, "psk %s fp=%s of device %s was already revoked\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
+			return nil
+		}
+		if err := reg.SetCredentialState(ctx, c.ID, registry.StateRevoked); err != nil {
+			return err
+		}
+		recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Credential: c.PSKIdentity, Kind: evCredRevoked,
+			Reason: fmt.Sprintf("psk %s fp=%s revoked %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
+		fmt.Fprintf(env.Stdout, "revoked psk %s fp=%s of device %s\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
+		return nil
+	}
+	return fmt.Errorf("device %s of project %s has no PSK with identity %s (see `credloop device show --project %s %s --dir %s`)",
+		id, *project, *identity, *project, id, shellArg(*dir))
+}
+
+// deviceInfo is a device for --json.
+type deviceInfo struct {
+	Project         string     `json:"project"`
+	ID              string     `json:"id"`
+	State           string     `json:"state"` // "enabled" or "disabled"
+	AutoProvisioned bool       `json:"auto_provisioned"`
+	Created         time.Time  `json:"created"`
+	LastSeen        time.Time  `json:"last_seen,omitzero"`
+	Credentials     int        `json:"credentials"`
+	CredentialList  []credInfo `json:"credential_list,omitempty"`
+	Events          []evInfo   `json:"events,omitempty"`
+}
+
+func deviceInfoOf(d registry.Device, ncred int) deviceInfo {
+	state := "enabled"
+	if d.Disabled {
+		state = "disabled"
+	}
+	return deviceInfo{Project: d.Project, ID: d.ID, State: state, AutoProvisioned: d.AutoProvisioned,
+		Created: d.Created, LastSeen: d.LastSeen, Credentials: ncred}
+}
+
+// credInfo is a credential for --json; it never holds a key, and a PSK's
+// fingerprint is cut to 8 hex digits.
+type credInfo struct {
+	ID                int64     `json:"id"`
+	Kind              string    `json:"kind"`
+	State             string    `json:"state"`
+	PSKIdentity       string    `json:"psk_identity,omitempty"`
+	Fingerprint       string    `json:"fingerprint"`
+	Serial            string    `json:"serial,omitempty"`
+	Subject           string    `json:"subject,omitempty"`
+	Issuer            string    `json:"issuer,omitempty"`
+	IssuerFingerprint string    `json:"issuer_fingerprint,omitempty"`
+	NotBefore         time.Time `json:"not_before,omitzero"`
+	NotAfter          time.Time `json:"not_after,omitzero"`
+	Created           time.Time `json:"created"`
+}
+
+func credInfoOf(c registry.Credential) credInfo {
+	ci := credInfo{ID: c.ID, Kind: string(c.Kind), State: string(c.State), Fingerprint: c.Fingerprint, Created: c.Created}
+	if c.Kind == registry.KindPSK {
+		ci.PSKIdentity = c.PSKIdentity
+		ci.Fingerprint = short(c.Fingerprint, 8)
+		return ci
+	}
+	ci.Serial, ci.Subject, ci.Issuer, ci.IssuerFingerprint = c.Serial, c.Subject, c.Issuer, c.IssuerFingerprint
+	ci.NotBefore, ci.NotAfter = c.NotBefore, c.NotAfter
+	return ci
+}
+
+// evInfo is an event for --json.
+type evInfo struct {
+	Seq        int64     `json:"seq"`
+	Time       time.Time `json:"time"`
+	Project    string    `json:"project,omitempty"`
+	Device     string    `json:"device,omitempty"`
+	Credential string    `json:"credential,omitempty"`
+	Kind       string    `json:"kind"`
+	Outcome    string    `json:"outcome"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+func evInfos(evs []registry.Event) []evInfo {
+	out := make([]evInfo, 0, len(evs))
+	for _, e := range evs {
+		out = append(out, evInfo{Seq: e.Seq, Time: e.Time, Project: e.Project, Device: e.Device, Credential: e.Credential,
+			Kind: e.Kind, Outcome: e.Outcome, Reason: e.Reason})
+	}
+	return out
+}
+
+// shortCred shortens a certificate fingerprint in an event for a table.
+func shortCred(s string) string {
+	if len(s) == 64 && strings.Trim(s, "0123456789abcdef") == "" {
+		return s[:16]
+	}
+	return s
+}
+
+func printEvents(w io.Writer, indent string, evs []evInfo, withDevice bool) error {
+	tw := newTable(w)
+	if withDevice {
+		fmt.Fprintln(tw, indent+"SEQ\tTIME\tPROJECT\tDEVICE\tKIND\tOUTCOME\tCREDENTIAL\tREASON")
+	} else {
+		fmt.Fprintln(tw, indent+"SEQ\tTIME\tKIND\tOUTCOME\tCREDENTIAL\tREASON")
+	}
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	for _, e := range evs {
+		if withDevice {
+			fmt.Fprintf(tw, "%s%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", indent, e.Seq, rfc3339(e.Time), dash(e.Project), dash(e.Device), e.Kind, e.Outcome, dash(shortCred(e.Credential)), e.Reason)
+		} else {
+			fmt.Fprintf(tw, "%s%d\t%s\t%s\t%s\t%s\t%s\n", indent, e.Seq, rfc3339(e.Time), e.Kind, e.Outcome, dash(shortCred(e.Credential)), e.Reason)
+		}
+	}
+	return tw.Flush()
+}
+
+const deviceListUsage = `
+Usage: credloop device list [--project PROJECT] [--dir DIR] [--json]
+
+List devices, of one project or of all: their state (enabled or disabled),
+whether the cloud created them on first connect (auto-provisioned), how
+many credentials they hold and when they were last seen.
+
+Examples:
+  credloop device list --dir ./lab
+  credloop device list --dir ./lab --project myproject --json
+`
+
+func deviceList(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device list", deviceListUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "only devices of `PROJECT`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if *project != "" {
+		if err := projectArg(*project); err != nil {
+			return err
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *project != "" {
+		if err := needProject(ctx, reg, *dir, *project); err != nil {
+			return err
+		}
+	}
+	devs, err := reg.Devices(ctx, *project)
+	if err != nil {
+		return err
+	}
+	creds, err := reg.Credentials(ctx, *project, "")
+	if err != nil {
+		return err
+	}
+	count := map[[2]string]int{}
+	for _, c := range creds {
+		count[[2]string{c.Project, c.Device}]++
+	}
+	infos := make([]deviceInfo, 0, len(devs))
+	for _, d := range devs {
+		infos = append(infos, deviceInfoOf(d, count[[2]string{d.Project, d.ID}]))
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(env.Stdout, "no devices: add one with `credloop device add --project PROJECT ID`, or let a device with a trusted certificate connect")
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "ID\tPROJECT\tSTATE\tAUTO-PROVISIONED\tCREDENTIALS\tLAST SEEN")
+	for _, d := range infos {
+		auto := "no"
+		if d.AutoProvisioned {
+			auto = "yes"
+		}
+		last := "never"
+		if !d.LastSeen.IsZero() {
+			last = rfc3339(d.LastSeen)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.Project, d.State, auto, d.Credentials, last)
+	}
+	return tw.Flush()
+}
+
+const deviceShowUsage = `
+Usage: credloop device show --project PROJECT ID [--events N] [--dir DIR] [--json]
+
+Show a device: its state, its credentials (PSKs by identity and
+fingerprint, never the key; certificates by serial, fingerprint, issuer and
+validity) and its last N events (default 20).
+
+Examples:
+  credloop device show --dir ./lab --project myproject dev1
+  credloop device show --dir ./lab --project myproject dev1 --events 100 --json
+`
+
+func deviceShow(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device show", deviceShowUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the device")
+	nev := fs.Int("events", 20, "show the last `N` events")
+	asJSON := fs.Bool("json", false, "print JSON")
+	args, err := parseArgs(fs, env.Args, "device ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := deviceArg(id); err != nil {
+		return err
+	}
+	if *nev < 0 {
+		return usageErr("--events %d: must not be negative", *nev)
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	d, err := needDevice(ctx, reg, *dir, *project, id)
+	if err != nil {
+		return err
+	}
+	creds, err := reg.Credentials(ctx, *project, id)
+	if err != nil {
+		return err
+	}
+	var evs []registry.Event
+	if *nev > 0 {
+		if evs, err = reg.Events(ctx, registry.Filter{Project: *project, Device: id}); err != nil {
+			return err
+		}
+		evs = evs[max(0, len(evs)-*nev):]
+	}
+	info := deviceInfoOf(d, len(creds))
+	for _, c := range creds {
+		info.CredentialList = append(info.CredentialList, credInfoOf(c))
+	}
+	info.Events = evInfos(evs)
+	if *asJSON {
+		return emitJSON(env.Stdout, info)
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintf(tw, "device\t%s\n", info.ID)
+	fmt.Fprintf(tw, "project\t%s\n", info.Project)
+	fmt.Fprintf(tw, "state\t%s\n", info.State)
+	if info.AutoProvisioned {
+		fmt.Fprintf(tw, "auto-provisioned\tyes (created on first connect)\n")
+	} else {
+		fmt.Fprintf(tw, "auto-provisioned\tno\n")
+	}
+	fmt.Fprintf(tw, "created\t%s\n", rfc3339(info.Created))
+	if info.LastSeen.IsZero() {
+		fmt.Fprintf(tw, "last seen\tnever\n")
+	} else {
+		fmt.Fprintf(tw, "last seen\t%s\n", rfc3339(info.LastSeen))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var psks, certs []credInfo
+	for _, c := range info.CredentialList {
+		if c.Kind == string(registry.KindPSK) {
+			psks = append(psks, c)
+		} else {
+			certs = append(certs, c)
+		}
+	}
+	if len(info.CredentialList) == 0 {
+		fmt.Fprintln(env.Stdout, "\nno credentials")
+	}
+	if len(psks) > 0 {
+		fmt.Fprintln(env.Stdout, "\npre-shared keys")
+		tw = newTable(env.Stdout)
+		fmt.Fprintln(tw, "  ID\tSTATE\tIDENTITY\tFINGERPRINT\tADDED")
+		for _, c := range psks {
+			fmt.Fprintf(tw, "  %d\t%s\t%s\tfp=%s\t%s\n", c.ID, c.State, c.PSKIdentity, c.Fingerprint, rfc3339(c.Created))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if len(certs) > 0 {
+		fmt.Fprintln(env.Stdout, "\ncertificates")
+		tw = newTable(env.Stdout)
+		fmt.Fprintln(tw, "  ID\tSTATE\tSERIAL\tFINGERPRINT\tSUBJECT\tISSUER\tNOT BEFORE\tNOT AFTER")
+		for _, c := range certs {
+			issuer := c.Issuer
+			if c.IssuerFingerprint != "" {
+				issuer += " (" + short(c.IssuerFingerprint, 8) + ")"
+			}
+			fmt.Fprintf(tw, "  %d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.State, c.Serial, short(c.Fingerprint, 16), c.Subject, issuer, rfc3339(c.NotBefore), rfc3339(c.NotAfter))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if *nev == 0 {
+		return nil
+	}
+	if len(info.Events) == 0 {
+		fmt.Fprintln(env.Stdout, "\nno events")
+		return nil
+	}
+	fmt.Fprintf(env.Stdout, "\nevents (last %d)\n", *nev)
+	return printEvents(env.Stdout, "  ", info.Events, false)
+}
+
+const deviceDisableUsage = `
+Usage: credloop device disable|enable --project PROJECT ID [--dir DIR]
+
+Disable a device: the cloud refuses its handshakes, whatever credential it
+presents, until it is enabled again. Its credentials are kept.
+
+Examples:
+  credloop device disable --dir ./lab --project myproject dev1
+  credloop device enable --dir ./lab --project myproject dev1
+`
+
+func deviceSetDisabled(ctx context.Context, env *Env, disabled bool) (err error) {
+	verb := "enable"
+	if disabled {
+		verb = "disable"
+	}
+	fs := flagSet(env, "device "+verb, deviceDisableUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the device")
+	args, err := parseArgs(fs, env.Args, "device ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := deviceArg(id); err != nil {
+		return err
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	d, err := needDevice(ctx, reg, *dir, *project, id)
+	if err != nil {
+		return err
+	}
+	if d.Disabled == disabled {
+		fmt.Fprintf(env.Stdout, "device %s of project %s is already %sd\n", id, *project, verb)
+		return nil
+	}
+	if err := reg.SetDeviceDisabled(ctx, *project, id, disabled); err != nil {
+		return err
+	}
+	kind := evDeviceEnabled
+	if disabled {
+		kind = evDeviceDisabled
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: kind, Reason: cliEventReasonFrom})
+	fmt.Fprintf(env.Stdout, "device %s of project %s %sd\n", id, *project, verb)
+	return nil
+}
+
+const deviceEventsUsage = `
+Usage: credloop device events [--project P] [--device ID] [--kind K] [--outcome ok|fail] [--since-seq N] [--limit N] [--dir DIR] [--json]
+
+List events of the registry's log, oldest first: authentication attempts
+(auth.psk, auth.cert) with the reason of each failure, provisioning
+(provision.auto), and changes made with this CLI (device.created,
+credential.added, credential.revoked, device.disabled...). --kind matches
+exactly, or as a prefix when it ends in "." or "*" (auth.*). --since-seq N
+shows only events after sequence number N, to poll for new ones.
+
+Examples:
+  credloop device events --dir ./lab --project myproject --device dev1
+  credloop device events --dir ./lab --kind 'auth.*' --outcome fail
+  credloop device events --dir ./lab --since-seq 120 --json
+`
+
+func deviceEvents(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device events", deviceEventsUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "only events of `PROJECT`")
+	device := fs.String("device", "", "only events of device `ID`")
+	kind := fs.String("kind", "", "only events of `KIND` (a prefix when it ends in . or *)")
+	outcome := fs.String("outcome", "", "only events with `OUTCOME` ok or fail")
+	since := fs.Int64("since-seq", 0, "only events after sequence number `N`")
+	limit := fs.Int("limit", 0, "at most `N` events (0: all)")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	switch *outcome {
+	case "", registry.OutcomeOK, registry.OutcomeFail:
+	default:
+		return usageErr("--outcome %q: want ok or fail", clipArg(*outcome))
+	}
+	if *since < 0 || *limit < 0 {
+		return usageErr("--since-seq and --limit must not be negative")
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	evs, err := reg.Events(ctx, registry.Filter{Project: *project, Device: *device, Kind: *kind, Outcome: *outcome, AfterSeq: *since, Limit: *limit})
+	if err != nil {
+		return err
+	}
+	infos := evInfos(evs)
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(env.Stdout, "no events")
+		return nil
+	}
+	return printEvents(env.Stdout, "", infos, true)
+}

@@ -1,0 +1,390 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+func init() {
+	register(command{name: "project", summary: "create projects and choose the CA roots they trust", run: runProject})
+}
+
+const projectUsage = `
+Usage: credloop project <subcommand> [flags]
+
+Manage the projects of a credloop directory's registry (DIR/registry.db).
+A project is a namespace of devices, like a Golioth project: PSK identities
+end in @PROJECT, and a device whose certificate chains to one of the
+project's trusted roots is provisioned on its first connect.
+
+Subcommands:
+  create   create a project
+  list     list the projects
+  show     show a project: trusted roots, device count
+  trust    trust a root or intermediate CA certificate
+  untrust  stop trusting a certificate
+
+Examples:
+  credloop project create myproject --dir ./lab
+  credloop project trust myproject --ca default --dir ./lab
+  credloop project show myproject --dir ./lab
+
+Run 'credloop project <subcommand> --help' for its flags and examples.
+`
+
+func runProject(ctx context.Context, env *Env) error {
+	return subcommands(ctx, env, "project", projectUsage, map[string]func(context.Context, *Env) error{
+		"create":  projectCreate,
+		"list":    projectList,
+		"show":    projectShow,
+		"trust":   projectTrust,
+		"untrust": projectUntrust,
+	})
+}
+
+const projectCreateUsage = `
+Usage: credloop project create ID [--dir DIR]
+
+Create a project. ID is 1 to 64 characters of letters, digits and . _ : -.
+DIR and its registry are created when missing.
+
+Examples:
+  credloop project create myproject --dir ./lab
+  CREDLOOP_DIR=./lab credloop project create factory-line-2
+`
+
+func projectCreate(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project create", projectCreateUsage)
+	dir := addDirFlag(fs)
+	args, err := parseArgs(fs, env.Args, "project ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(id); err != nil {
+		return err
+	}
+	reg, err := openRegistryAt(*dir, true)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	p, err := reg.CreateProject(ctx, id)
+	if errors.Is(err, registry.ErrExists) {
+		return fmt.Errorf("project %s already exists in %s (see `credloop project show %s --dir %s`)", id, *dir, id, shellArg(*dir))
+	}
+	if err != nil {
+		return err
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: id, Kind: evProjectCreated, Reason: cliEventReasonFrom})
+	fmt.Fprintf(env.Stdout, "created project %s in %s at %s\n", p.ID, *dir, rfc3339(p.Created))
+	return nil
+}
+
+// projectInfo is a project for --json.
+type projectInfo struct {
+	ID           string     `json:"id"`
+	Created      time.Time  `json:"created"`
+	Devices      int        `json:"devices"`
+	TrustedRoots []rootInfo `json:"trusted_roots"`
+}
+
+// rootInfo is a trusted root for --json.
+type rootInfo struct {
+	Fingerprint string    `json:"fingerprint"`
+	Subject     string    `json:"subject"`
+	NotAfter    time.Time `json:"not_after"`
+	Added       time.Time `json:"added"`
+}
+
+func rootInfos(roots []registry.TrustedRoot) []rootInfo {
+	out := make([]rootInfo, 0, len(roots))
+	for _, r := range roots {
+		out = append(out, rootInfo{Fingerprint: r.Fingerprint, Subject: r.Subject, NotAfter: r.NotAfter, Added: r.Added})
+	}
+	return out
+}
+
+// projectInfos gathers the projects with their device counts and roots.
+func projectInfos(ctx context.Context, reg *registry.Registry, ps []registry.Project) ([]projectInfo, error) {
+	devs, err := reg.Devices(ctx, "")
+	if err != nil {
+		return nil, err
+	}
+	count := map[string]int{}
+	for _, d := range devs {
+		count[d.Project]++
+	}
+	out := make([]projectInfo, 0, len(ps))
+	for _, p := range ps {
+		roots, err := reg.TrustedRoots(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, projectInfo{ID: p.ID, Created: p.Created, Devices: count[p.ID], TrustedRoots: rootInfos(roots)})
+	}
+	return out, nil
+}
+
+const projectListUsage = `
+Usage: credloop project list [--dir DIR] [--json]
+
+List the projects with their number of devices and trusted roots.
+
+Examples:
+  credloop project list --dir ./lab
+  credloop project list --dir ./lab --json
+`
+
+func projectList(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project list", projectListUsage)
+	dir := addDirFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	ps, err := reg.Projects(ctx)
+	if err != nil {
+		return err
+	}
+	infos, err := projectInfos(ctx, reg, ps)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintf(env.Stdout, "no projects in %s: create one with `credloop project create ID --dir %s`\n", *dir, shellArg(*dir))
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "ID\tCREATED\tDEVICES\tTRUSTED ROOTS")
+	for _, p := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", p.ID, rfc3339(p.Created), p.Devices, len(p.TrustedRoots))
+	}
+	return tw.Flush()
+}
+
+const projectShowUsage = `
+Usage: credloop project show ID [--dir DIR] [--json]
+
+Show a project: when it was created, how many devices it has, and the CA
+certificates it trusts (fingerprint, subject, expiry).
+
+Examples:
+  credloop project show myproject --dir ./lab
+  credloop project show myproject --dir ./lab --json
+`
+
+func projectShow(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project show", projectShowUsage)
+	dir := addDirFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	args, err := parseArgs(fs, env.Args, "project ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(id); err != nil {
+		return err
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if err := needProject(ctx, reg, *dir, id); err != nil {
+		return err
+	}
+	p, err := reg.Project(ctx, id)
+	if err != nil {
+		return err
+	}
+	infos, err := projectInfos(ctx, reg, []registry.Project{p})
+	if err != nil {
+		return err
+	}
+	info := infos[0]
+	if *asJSON {
+		return emitJSON(env.Stdout, info)
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintf(tw, "project\t%s\n", info.ID)
+	fmt.Fprintf(tw, "created\t%s\n", rfc3339(info.Created))
+	fmt.Fprintf(tw, "devices\t%d\n", info.Devices)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(info.TrustedRoots) == 0 {
+		fmt.Fprintf(env.Stdout, "\nno trusted roots: devices need a PSK (`credloop device add`), or trust a CA with `credloop project trust %s --ca default --dir %s`\n", id, shellArg(*dir))
+		return nil
+	}
+	fmt.Fprintln(env.Stdout, "\ntrusted roots")
+	tw = newTable(env.Stdout)
+	fmt.Fprintln(tw, "  FINGERPRINT\tSUBJECT\tNOT AFTER\tADDED")
+	for _, r := range info.TrustedRoots {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.Fingerprint, r.Subject, rfc3339(r.NotAfter), rfc3339(r.Added))
+	}
+	return tw.Flush()
+}
+
+const projectTrustUsage = `
+Usage: credloop project trust ID (--cert FILE | --ca NAME) [--dir DIR]
+
+Make the project trust a CA certificate: a device presenting a certificate
+that chains to it is accepted, and provisioned on its first connect if the
+registry does not know it yet. --cert uploads a root or intermediate CA
+certificate (PEM or DER; every certificate of a PEM bundle is trusted), as
+you upload a root to a cloud console; --ca NAME trusts the root of the CA
+NAME of DIR (see 'credloop ca init'). Trusting a certificate twice is
+harmless.
+
+Examples:
+  credloop project trust myproject --ca default --dir ./lab
+  credloop project trust myproject --cert ./golioth.crt.pem --dir ./lab
+`
+
+func projectTrust(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project trust", projectTrustUsage)
+	dir := addDirFlag(fs)
+	certFile := fs.String("cert", "", "`FILE` with the CA certificate(s) to trust, PEM or DER")
+	caName := fs.String("ca", "", "trust the root of the CA `NAME` of DIR")
+	args, err := parseArgs(fs, env.Args, "project ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(id); err != nil {
+		return err
+	}
+	if (*certFile == "") == (*caName == "") {
+		return usageErr("give exactly one of --cert FILE and --ca NAME")
+	}
+	var ders [][]byte
+	source := *certFile
+	if *caName != "" {
+		a, err := loadAuthorityAt(*dir, *caName)
+		if err != nil {
+			return err
+		}
+		ders = [][]byte{a.Root.Cert.Raw}
+		source = fmt.Sprintf("root of CA %q", *caName)
+	} else {
+		data, err := readInput(*certFile, fakeca.MaxCertSize)
+		if err != nil {
+			return err
+		}
+		certs, err := fakeca.ParseCertPEMOrDER(data)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *certFile, err)
+		}
+		for i, c := range certs {
+			if !isCACert(c) {
+				what := *certFile
+				if len(certs) > 1 {
+					what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, i+1, len(certs))
+				}
+				return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: trust the root or intermediate that issued it", what, c.Subject.String())
+			}
+			ders = append(ders, c.Raw)
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if err := needProject(ctx, reg, *dir, id); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "project %s now trusts (%s):\n", id, source)
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "  FINGERPRINT\tSUBJECT\tNOT AFTER")
+	for _, der := range ders {
+		root, err := reg.TrustRoot(ctx, id, der)
+		if err != nil {
+			tw.Flush()
+			return err
+		}
+		recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: root.Fingerprint, Kind: evRootTrusted,
+			Reason: fmt.Sprintf("trusted %s %s", root.Subject, cliEventReasonFrom)})
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", root.Fingerprint, root.Subject, rfc3339(root.NotAfter))
+	}
+	return tw.Flush()
+}
+
+const projectUntrustUsage = `
+Usage: credloop project untrust ID --fingerprint FP [--dir DIR]
+
+Stop trusting a CA certificate: devices not yet known whose certificates
+chain only to it are refused. Devices and certificates already registered
+stay. FP is the SHA-256 fingerprint 'credloop project show' prints; a
+unique prefix of at least 8 hex digits will do, colons are allowed.
+
+Examples:
+  credloop project untrust myproject --fingerprint 3f9a0c1d --dir ./lab
+  credloop project untrust myproject --fingerprint "$(credloop ca show --dir ./lab --json | jq -r .root.fingerprint)"
+`
+
+func projectUntrust(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project untrust", projectUntrustUsage)
+	dir := addDirFlag(fs)
+	fpArg := fs.String("fingerprint", "", "SHA-256 `FP` of the certificate, or a unique prefix of 8+ hex digits")
+	args, err := parseArgs(fs, env.Args, "project ID")
+	if err != nil {
+		return err
+	}
+	id := args[0]
+	if err := projectArg(id); err != nil {
+		return err
+	}
+	want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(*fpArg), ":", ""))
+	if len(want) < 8 || strings.Trim(want, "0123456789abcdef") != "" {
+		return usageErr("--fingerprint %q: want the SHA-256 fingerprint in hex, or a prefix of at least 8 hex digits", clipArg(*fpArg))
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if err := needProject(ctx, reg, *dir, id); err != nil {
+		return err
+	}
+	roots, err := reg.TrustedRoots(ctx, id)
+	if err != nil {
+		return err
+	}
+	var match []registry.TrustedRoot
+	for _, r := range roots {
+		if strings.HasPrefix(r.Fingerprint, want) {
+			match = append(match, r)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return fmt.Errorf("project %s trusts no certificate with fingerprint %s (see `credloop project show %s --dir %s`)", id, want, id, shellArg(*dir))
+	case 1:
+	default:
+		return fmt.Errorf("fingerprint prefix %s matches %d trusted certificates of project %s: give more digits", want, len(match), id)
+	}
+	r := match[0]
+	if err := reg.UntrustRoot(ctx, id, r.Fingerprint); err != nil {
+		return err
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: r.Fingerprint, Kind: evRootUntrusted,
+		Reason: fmt.Sprintf("untrusted %s %s", r.Subject, cliEventReasonFrom)})
+	fmt.Fprintf(env.Stdout, "project %s no longer trusts %s (%s)\n", id, r.Subject, r.Fingerprint)
+	return nil
+}

@@ -1,0 +1,578 @@
+package scenario
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/sim"
+)
+
+// Commands is the scenario command set. Each command's usage is in Usage.
+func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		"cloud":  cmdCloud,
+		"clock":  cmdClock,
+		"sim":    cmdSim,
+		"await":  cmdAwait,
+		"mark":   cmdMark,
+		"expect": cmdExpect,
+	}
+}
+
+// Usage documents the command set; `credloop run --commands` prints it.
+const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, ...):
+
+  cloud start [--idle D]       start the cloud on $CREDLOOP_DIR; sets $COAPS
+  cloud stop | cloud restart   stop it; restart keeps the address and the registry
+
+  clock advance D              move the virtual clock (cloud and devices) forward;
+                               D like 36h, 90m or 400d
+  clock set RFC3339            set the virtual clock
+
+  sim add NAME --project P [--id ID] (--psk HEX [--psk-identity ID@P] |
+          --cert FILE --key FILE [--chain FILE]) [--handshake-timeout D]
+                               create a simulated device with factory credentials
+  sim boot NAME                boot and connect; '! sim boot' expects failure
+  sim reboot NAME              reset (RTC kept) and connect
+  sim power-cycle NAME         power loss (RTC lost, flash kept) and connect
+  sim stop NAME                disconnect
+  sim hello NAME               GET /hello; prints the identity JSON to stdout
+  sim state NAME set PATH JSON | sim state NAME get PATH
+  sim enroll NAME | sim reenroll NAME
+                               EST sen / sren with a key made on the device; the
+                               certificate is used from the next boot
+  sim rotate-psk NAME IDENTITY HEX
+                               install a backup PSK (tried first at next boot)
+  sim power-cut NAME POINT     the next flash write matching POINT loses power
+                               (set:<key>, delete:<key> or any)
+  sim status NAME              print the device model state to stdout
+  sim online NAME              assert online; '! sim online' asserts offline
+  sim wait-offline NAME [--timeout D]
+                               wait until the cloud ends the session
+
+  await event [--project P] [--device D] [--kind K] [--outcome ok|fail]
+             [--reason REGEXP] [--timeout D]
+                               wait for the next matching event after the last one
+                               awaited (or the last mark); prints it to stdout
+  mark                         later awaits only see events recorded after this
+
+Conditions:
+  [have:BIN]                   BIN (a third-party peer such as openssl) is
+                               installed; when it is not and $CI is set the
+                               condition fails the scenario instead of being
+                               false, so '[!have:openssl] skip' never skips in CI
+
+  expect device PROJECT ID (exists|absent|enabled|disabled|auto-provisioned)
+  expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N
+  expect events [--project P] [--device D] [--kind K] [--outcome O]
+                [--reason REGEXP] [--since-mark] --count N
+`
+
+// flags parses a command's flags, failing the script with the usage on
+// error.
+func flags(ts *testscript.TestScript, name string, args []string, def func(fs *flag.FlagSet)) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	var buf bytes.Buffer
+	fs.SetOutput(&buf)
+	def(fs)
+	if err := fs.Parse(args); err != nil {
+		ts.Fatalf("%s: %v\n%s", name, err, buf.String())
+	}
+	return fs
+}
+
+func noNeg(ts *testscript.TestScript, neg bool, what string) {
+	if neg {
+		ts.Fatalf("%s does not support '!': %s", what, "it either succeeds or fails the scenario")
+	}
+}
+
+func cmdCloud(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "cloud")
+	w := getWorld(ts)
+	if len(args) == 0 {
+		ts.Fatalf("usage: cloud start [--idle D] | cloud stop | cloud restart")
+	}
+	switch args[0] {
+	case "start":
+		fs := flags(ts, "cloud start", args[1:], func(fs *flag.FlagSet) {
+			fs.DurationVar(&w.idle, "idle", 0, "idle timeout of DTLS sessions")
+		})
+		if fs.NArg() != 0 {
+			ts.Fatalf("usage: cloud start [--idle D]")
+		}
+		ts.Check(w.startCloud())
+	case "stop":
+		ts.Check(w.stopCloud())
+	case "restart":
+		ts.Check(w.stopCloud())
+		ts.Check(w.startCloud())
+	default:
+		ts.Fatalf("usage: cloud start [--idle D] | cloud stop | cloud restart")
+	}
+	if w.cloud != nil {
+		ts.Setenv("COAPS", w.addr)
+		ts.Logf("cloud running: coaps=%s dir=%s", w.addr, w.dir)
+	} else {
+		ts.Logf("cloud stopped")
+	}
+}
+
+// parseDuration accepts time.ParseDuration's units plus d (days).
+func parseDuration(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseFloat(n, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad duration %q", s)
+		}
+		return time.Duration(days * float64(24*time.Hour)), nil
+	}
+	return time.ParseDuration(s)
+}
+
+func cmdClock(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "clock")
+	w := getWorld(ts)
+	if len(args) != 2 {
+		ts.Fatalf("usage: clock advance D | clock set RFC3339")
+	}
+	switch args[0] {
+	case "advance":
+		d, err := parseDuration(args[1])
+		ts.Check(err)
+		w.clock.Advance(d)
+	case "set":
+		t, err := time.Parse(time.RFC3339, args[1])
+		ts.Check(err)
+		w.clock.Set(t)
+	default:
+		ts.Fatalf("usage: clock advance D | clock set RFC3339")
+	}
+	ts.Logf("virtual time is %s", w.clock.Now().UTC().Format(time.RFC3339))
+}
+
+func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
+	w := getWorld(ts)
+	if len(args) < 2 {
+		ts.Fatalf("usage: sim SUBCOMMAND NAME ...; see `credloop run --commands`")
+	}
+	sub, name, rest := args[0], args[1], args[2:]
+	if sub == "add" {
+		noNeg(ts, neg, "sim add")
+		simAdd(ts, w, name, rest)
+		return
+	}
+	d, err := w.device(name)
+	ts.Check(err)
+	ctx, cancel := ctxTimeout(60 * time.Second)
+	defer cancel()
+	// expectErr reports err according to '!'.
+	expectErr := func(what string, err error) {
+		switch {
+		case err != nil && !neg:
+			ts.Fatalf("%s %s: %v\n%s", what, name, err, tail(w.consoles[name].Name(), 15))
+		case err == nil && neg:
+			ts.Fatalf("%s %s succeeded unexpectedly", what, name)
+		case err != nil:
+			ts.Logf("%s %s failed as expected: %v", what, name, err)
+		}
+	}
+	switch sub {
+	case "boot":
+		expectErr("boot", d.Start(ctx))
+	case "reboot":
+		expectErr("reboot", d.Reboot(ctx))
+	case "power-cycle":
+		expectErr("power-cycle", d.PowerCycle(ctx))
+	case "stop":
+		noNeg(ts, neg, "sim stop")
+		d.Stop()
+	case "hello":
+		h, err := d.Hello(ctx)
+		expectErr("hello", err)
+		if err == nil {
+			b, _ := json.Marshal(h)
+			fmt.Fprintf(ts.Stdout(), "%s\n", b)
+		}
+	case "state":
+		if len(rest) < 2 || (rest[0] == "set" && len(rest) != 3) || (rest[0] != "set" && rest[0] != "get") {
+			ts.Fatalf("usage: sim state NAME set PATH JSON | sim state NAME get PATH")
+		}
+		s, err := d.Session()
+		if err == nil {
+			if rest[0] == "set" {
+				err = s.PutState(ctx, rest[1], []byte(rest[2]))
+			} else {
+				var v []byte
+				v, err = s.GetState(ctx, rest[1])
+				if err == nil {
+					fmt.Fprintf(ts.Stdout(), "%s\n", v)
+				}
+			}
+		}
+		expectErr("state "+rest[0], err)
+	case "enroll", "reenroll":
+		cert, err := d.Enroll(ctx, sub == "reenroll")
+		expectErr(sub, err)
+		if err == nil {
+			fmt.Fprintf(ts.Stdout(), "serial %x fingerprint %s\n", cert.SerialNumber, fakeca.Fingerprint(cert.Raw))
+		}
+	case "rotate-psk":
+		noNeg(ts, neg, "sim rotate-psk")
+		if len(rest) != 2 {
+			ts.Fatalf("usage: sim rotate-psk NAME IDENTITY HEX")
+		}
+		key, err := hex.DecodeString(rest[1])
+		if err != nil {
+			ts.Fatalf("sim rotate-psk: key must be hex")
+		}
+		expectErr("rotate-psk", d.Model().InstallBackupPSK(rest[0], key))
+	case "power-cut":
+		noNeg(ts, neg, "sim power-cut")
+		if len(rest) != 1 {
+			ts.Fatalf("usage: sim power-cut NAME POINT")
+		}
+		ms, ok := d.Model().Store().(*devicemodel.MemStore)
+		if !ok {
+			ts.Fatalf("sim power-cut: device %s has no injectable store", name)
+		}
+		ms.ArmPowerCut(rest[0])
+	case "status":
+		noNeg(ts, neg, "sim status")
+		fmt.Fprintf(ts.Stdout(), "%s\n", d.Status())
+	case "online":
+		if d.Online() == neg {
+			if neg {
+				ts.Fatalf("device %s is online", name)
+			}
+			ts.Fatalf("device %s is offline", name)
+		}
+	case "wait-offline":
+		noNeg(ts, neg, "sim wait-offline")
+		var timeout time.Duration
+		flags(ts, "sim wait-offline", rest, func(fs *flag.FlagSet) {
+			fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait")
+		})
+		s, err := d.Session()
+		if err != nil {
+			return // already offline
+		}
+		select {
+		case <-s.Done():
+		case <-time.After(timeout):
+			ts.Fatalf("device %s still online after %s", name, timeout)
+		}
+	default:
+		ts.Fatalf("unknown sim subcommand %q; see `credloop run --commands`", sub)
+	}
+}
+
+func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
+	if _, ok := w.devices[name]; ok {
+		ts.Fatalf("sim add: device %q exists", name)
+	}
+	var project, id, pskHex, pskID, certFile, keyFile, chainFile string
+	var hsTimeout time.Duration
+	fs := flags(ts, "sim add", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&project, "project", "", "project id")
+		fs.StringVar(&id, "id", "", "device id (default NAME)")
+		fs.StringVar(&pskHex, "psk", "", "factory PSK, hex")
+		fs.StringVar(&pskID, "psk-identity", "", "PSK identity (default ID@PROJECT)")
+		fs.StringVar(&certFile, "cert", "", "factory certificate (PEM or DER)")
+		fs.StringVar(&keyFile, "key", "", "factory private key (PEM or DER)")
+		fs.StringVar(&chainFile, "chain", "", "intermediate certificates to send (PEM)")
+		fs.DurationVar(&hsTimeout, "handshake-timeout", 5*time.Second, "DTLS handshake timeout")
+	})
+	if fs.NArg() != 0 || project == "" {
+		ts.Fatalf("usage: sim add NAME --project P [--id ID] (--psk HEX [--psk-identity ID@P] | --cert FILE --key FILE [--chain FILE])")
+	}
+	if id == "" {
+		id = name
+	}
+	var factory devicemodel.Credential
+	switch {
+	case pskHex != "" && certFile == "":
+		key, err := hex.DecodeString(pskHex)
+		if err != nil {
+			ts.Fatalf("sim add: --psk must be hex")
+		}
+		if pskID == "" {
+			pskID = id + "@" + project
+		}
+		factory = devicemodel.Credential{Kind: devicemodel.KindPSK, PSKIdentity: pskID, PSK: key}
+	case certFile != "" && keyFile != "" && pskHex == "":
+		certs, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(certFile)))
+		ts.Check(err)
+		keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
+		ts.Check(err)
+		key, err := fakeca.ParseKey(keyBytes)
+		ts.Check(err)
+		keyDER, err := fakeca.EncodeKeyDER(key)
+		ts.Check(err)
+		var chain [][]byte
+		for _, c := range certs {
+			chain = append(chain, c.Raw)
+		}
+		if chainFile != "" {
+			inter, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(chainFile)))
+			ts.Check(err)
+			for _, c := range inter {
+				if !bytes.Equal(c.Raw, chain[0]) {
+					chain = append(chain, c.Raw)
+				}
+			}
+		}
+		factory = devicemodel.Credential{Kind: devicemodel.KindCert, CertChainDER: chain, KeyDER: keyDER}
+	default:
+		ts.Fatalf("sim add: give either --psk or --cert and --key")
+	}
+	if w.addr == "" {
+		ts.Fatalf("sim add: start the cloud first (`cloud start`)")
+	}
+	console, err := os.OpenFile(filepath.Join(w.work, "devices", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		ts.Check(os.MkdirAll(filepath.Join(w.work, "devices"), 0o700))
+		console, err = os.OpenFile(filepath.Join(w.work, "devices", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	}
+	ts.Check(err)
+	w.consoles[name] = console
+	model := devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, devicemodel.NewMemStore())
+	w.devices[name] = sim.NewDevice(sim.DeviceOptions{
+		Model:            model,
+		Addr:             w.addr,
+		HandshakeTimeout: hsTimeout,
+		Console:          console,
+		Now:              w.clock.Now,
+	})
+}
+
+// tail returns the last n lines of a file, for failure messages.
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return "device console (last lines):\n  " + strings.Join(lines, "\n  ")
+}
+
+type eventFlags struct {
+	project, device, kind, outcome, reason string
+	re                                     *regexp.Regexp
+}
+
+func (e *eventFlags) define(fs *flag.FlagSet) {
+	fs.StringVar(&e.project, "project", "", "project id")
+	fs.StringVar(&e.device, "device", "", "device id")
+	fs.StringVar(&e.kind, "kind", "", "event kind, or a prefix ending in '.' or '*'")
+	fs.StringVar(&e.outcome, "outcome", "", "ok or fail")
+	fs.StringVar(&e.reason, "reason", "", "regular expression the reason must match")
+}
+
+func (e *eventFlags) compile(ts *testscript.TestScript) {
+	if e.reason != "" {
+		re, err := regexp.Compile(e.reason)
+		if err != nil {
+			ts.Fatalf("--reason: %v", err)
+		}
+		e.re = re
+	}
+	if e.outcome != "" && e.outcome != "ok" && e.outcome != "fail" {
+		ts.Fatalf("--outcome must be ok or fail")
+	}
+}
+
+func (e *eventFlags) filter(after int64) registry.Filter {
+	return registry.Filter{Project: e.project, Device: e.device, Kind: e.kind, Outcome: e.outcome, AfterSeq: after}
+}
+
+func (e *eventFlags) match(ev registry.Event) bool { return e.re == nil || e.re.MatchString(ev.Reason) }
+
+func formatEvent(ev registry.Event) string {
+	return fmt.Sprintf("#%d %s %s %s/%s %s: %s", ev.Seq, ev.Kind, ev.Outcome, ev.Project, ev.Device, ev.Credential, ev.Reason)
+}
+
+func cmdAwait(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "await (use `expect events ... --count 0` to assert that something did not happen)")
+	w := getWorld(ts)
+	if len(args) == 0 || args[0] != "event" {
+		ts.Fatalf("usage: await event [--project P] [--device D] [--kind K] [--outcome ok|fail] [--reason REGEXP] [--timeout D]")
+	}
+	var ef eventFlags
+	var timeout time.Duration
+	fs := flags(ts, "await event", args[1:], func(fs *flag.FlagSet) {
+		ef.define(fs)
+		fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait")
+	})
+	if fs.NArg() != 0 {
+		ts.Fatalf("await event: unexpected argument %q", fs.Arg(0))
+	}
+	ef.compile(ts)
+	ctx, cancel := ctxTimeout(timeout)
+	defer cancel()
+	err := w.withRegistry(func(r *registry.Registry) error {
+		after := w.cursor
+		for {
+			ev, err := r.WaitEvent(ctx, ef.filter(after))
+			if err != nil {
+				return err
+			}
+			after = ev.Seq
+			if ef.match(ev) {
+				w.cursor = ev.Seq
+				fmt.Fprintf(ts.Stdout(), "%s\n", formatEvent(ev))
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		recent := ""
+		_ = w.withRegistry(func(r *registry.Registry) error {
+			evs, _ := r.Events(context.Background(), registry.Filter{AfterSeq: w.cursor})
+			if len(evs) > 10 {
+				evs = evs[len(evs)-10:]
+			}
+			for _, ev := range evs {
+				recent += "\n  " + formatEvent(ev)
+			}
+			return nil
+		})
+		if recent == "" {
+			recent = "\n  (none)"
+		}
+		ts.Fatalf("await event %s: %v; events since the last wait:%s", strings.Join(args[1:], " "), err, recent)
+	}
+}
+
+func cmdMark(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "mark")
+	w := getWorld(ts)
+	ts.Check(w.withRegistry(func(r *registry.Registry) error {
+		seq, err := r.LastSeq(context.Background())
+		w.cursor = seq
+		return err
+	}))
+}
+
+func cmdExpect(ts *testscript.TestScript, neg bool, args []string) {
+	noNeg(ts, neg, "expect (state the expected value instead)")
+	w := getWorld(ts)
+	if len(args) == 0 {
+		ts.Fatalf("usage: expect device|credentials|events ...")
+	}
+	ctx, cancel := ctxTimeout(10 * time.Second)
+	defer cancel()
+	switch args[0] {
+	case "device":
+		if len(args) != 4 {
+			ts.Fatalf("usage: expect device PROJECT ID (exists|absent|enabled|disabled|auto-provisioned)")
+		}
+		ts.Check(w.withRegistry(func(r *registry.Registry) error {
+			d, err := r.Device(ctx, args[1], args[2])
+			if errors.Is(err, registry.ErrNotFound) {
+				if args[3] == "absent" {
+					return nil
+				}
+				return fmt.Errorf("device %s/%s does not exist", args[1], args[2])
+			}
+			if err != nil {
+				return err
+			}
+			ok := map[string]bool{"exists": true, "absent": false, "enabled": !d.Disabled, "disabled": d.Disabled, "auto-provisioned": d.AutoProvisioned}
+			v, known := ok[args[3]]
+			if !known {
+				return fmt.Errorf("expect device: unknown state %q", args[3])
+			}
+			if !v {
+				return fmt.Errorf("device %s/%s is not %s (%+v)", args[1], args[2], args[3], d)
+			}
+			return nil
+		}))
+	case "credentials":
+		if len(args) < 3 {
+			ts.Fatalf("usage: expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N")
+		}
+		var kind, state string
+		count := -1
+		fs := flags(ts, "expect credentials", args[3:], func(fs *flag.FlagSet) {
+			fs.StringVar(&kind, "kind", "", "psk or cert")
+			fs.StringVar(&state, "state", "", "ACTIVE, PENDING_ACTIVATION, INACTIVE or REVOKED")
+			fs.IntVar(&count, "count", -1, "how many")
+		})
+		if fs.NArg() != 0 || count < 0 {
+			ts.Fatalf("usage: expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N")
+		}
+		ts.Check(w.withRegistry(func(r *registry.Registry) error {
+			creds, err := r.Credentials(ctx, args[1], args[2])
+			if err != nil {
+				return err
+			}
+			n := 0
+			var seen []string
+			for _, c := range creds {
+				seen = append(seen, fmt.Sprintf("%s %s %s", c.Kind, c.State, c.Fingerprint[:min(16, len(c.Fingerprint))]))
+				if (kind == "" || string(c.Kind) == kind) && (state == "" || string(c.State) == state) {
+					n++
+				}
+			}
+			if n != count {
+				return fmt.Errorf("%d credentials match, want %d; the device has: %v", n, count, seen)
+			}
+			return nil
+		}))
+	case "events":
+		var ef eventFlags
+		var count int
+		var sinceMark bool
+		fs := flags(ts, "expect events", args[1:], func(fs *flag.FlagSet) {
+			ef.define(fs)
+			fs.IntVar(&count, "count", -1, "how many")
+			fs.BoolVar(&sinceMark, "since-mark", false, "only events after the last mark or wait")
+		})
+		if fs.NArg() != 0 || count < 0 {
+			ts.Fatalf("usage: expect events [filters] [--since-mark] --count N")
+		}
+		ef.compile(ts)
+		after := int64(0)
+		if sinceMark {
+			after = w.cursor
+		}
+		ts.Check(w.withRegistry(func(r *registry.Registry) error {
+			evs, err := r.Events(ctx, ef.filter(after))
+			if err != nil {
+				return err
+			}
+			var matched []string
+			for _, ev := range evs {
+				if ef.match(ev) {
+					matched = append(matched, formatEvent(ev))
+				}
+			}
+			if len(matched) != count {
+				return fmt.Errorf("%d events match, want %d:\n  %s", len(matched), count, strings.Join(matched, "\n  "))
+			}
+			return nil
+		}))
+	default:
+		ts.Fatalf("usage: expect device|credentials|events ...")
+	}
+}

@@ -1,0 +1,176 @@
+// Package scenario is credloop's scenario language: a testscript command
+// set that starts the cloud, drives simulated devices, moves a virtual
+// clock and waits on the registry's event log, and the runner behind
+// `credloop run`.
+package scenario
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/sim"
+)
+
+type worldKey struct{}
+
+// Clock is a virtual clock: real time plus an offset that scenarios move
+// forward (or set) to test expiry and renewal without waiting.
+type Clock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+// Now is the virtual time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.offset += d
+	c.mu.Unlock()
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) {
+	c.mu.Lock()
+	c.offset = time.Until(t)
+	c.mu.Unlock()
+}
+
+// world is the state of one running scenario: its directory (CA and
+// registry, shared with `exec credloop` through $CREDLOOP_DIR), its clock,
+// the cloud when started, and the simulated devices.
+type world struct {
+	work     string
+	dir      string
+	clock    *Clock
+	cloud    *cloud.Cloud
+	addr     string // kept across restarts so devices find the cloud again
+	idle     time.Duration
+	logFile  *os.File
+	cursor   int64 // events up to this sequence number have been waited for
+	devices  map[string]*sim.Device
+	consoles map[string]*os.File
+}
+
+func setup(env *testscript.Env) error {
+	w := &world{
+		work:     env.WorkDir,
+		dir:      filepath.Join(env.WorkDir, "lab"),
+		clock:    &Clock{},
+		devices:  map[string]*sim.Device{},
+		consoles: map[string]*os.File{},
+	}
+	if err := os.MkdirAll(w.dir, 0o700); err != nil {
+		return err
+	}
+	env.Setenv("CREDLOOP_DIR", w.dir)
+	env.Values[worldKey{}] = w
+	env.Defer(w.close)
+	return nil
+}
+
+func getWorld(ts *testscript.TestScript) *world {
+	return ts.Value(worldKey{}).(*world)
+}
+
+func (w *world) close() {
+	for _, d := range w.devices {
+		d.Stop()
+	}
+	if w.cloud != nil {
+		_ = w.cloud.Close()
+		w.cloud = nil
+	}
+	for _, f := range w.consoles {
+		_ = f.Close()
+	}
+	if w.logFile != nil {
+		_ = w.logFile.Close()
+	}
+}
+
+func (w *world) startCloud() error {
+	if w.cloud != nil {
+		return errors.New("the cloud is already running")
+	}
+	if w.logFile == nil {
+		f, err := os.OpenFile(filepath.Join(w.work, "cloud.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		w.logFile = f
+	}
+	addr := w.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	c, err := cloud.New(cloud.Options{
+		Dir:         w.dir,
+		CoAPAddr:    addr,
+		IdleTimeout: w.idle,
+		Now:         w.clock.Now,
+		Logger:      slog.New(slog.NewTextHandler(w.logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	})
+	if err != nil {
+		return err
+	}
+	w.cloud = c
+	w.addr = c.Addrs().CoAPS
+	return nil
+}
+
+func (w *world) stopCloud() error {
+	if w.cloud == nil {
+		return errors.New("the cloud is not running")
+	}
+	err := w.cloud.Close()
+	w.cloud = nil
+	return err
+}
+
+// withRegistry runs f with the running cloud's registry, or with the
+// directory's registry opened for the occasion.
+func (w *world) withRegistry(f func(*registry.Registry) error) error {
+	if w.cloud != nil {
+		return f(w.cloud.Registry)
+	}
+	r, err := registry.Open(cloud.RegistryPath(w.dir), registry.Options{Now: w.clock.Now})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	return f(r)
+}
+
+func (w *world) device(name string) (*sim.Device, error) {
+	d, ok := w.devices[name]
+	if !ok {
+		names := make([]string, 0, len(w.devices))
+		for n := range w.devices {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("no simulated device %q (have: %v); create it with `sim add`", name, names)
+	}
+	return d, nil
+}
+
+func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
