@@ -21,6 +21,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 	"github.com/plgd-dev/go-coap/v3/net/blockwise"
 	"github.com/plgd-dev/go-coap/v3/options"
+	"github.com/plgd-dev/go-coap/v3/pkg/runner/periodic"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/credloop/credloop/cloud/registry"
@@ -67,6 +68,7 @@ type Server struct {
 	l          *listener
 	coap       *server.Server
 	done       chan struct{}
+	stopTick   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
 }
@@ -103,7 +105,11 @@ func Listen(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{})}
+	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{}), stopTick: make(chan struct{})}
+	// Expirations (idle sessions, retransmissions) are checked on this
+	// tick; go-coap's default is every 4 s, too coarse for short idle
+	// timeouts.
+	tick := min(max(opts.IdleTimeout/4, 50*time.Millisecond), time.Second)
 
 	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, opts.Hosts...)
 	if h, _, err := net.SplitHostPort(opts.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
@@ -125,6 +131,7 @@ func Listen(opts Options) (*Server, error) {
 		options.WithRequestMonitor(udpClient.RequestMonitorFunc(s.monitor)),
 		options.WithInactivityMonitor(opts.IdleTimeout, options.UDPOnInactive(s.onIdle)),
 		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithPeriodicRunner(periodic.New(s.stopTick, tick)),
 		options.WithMaxMessageSize(opts.MaxMessageSize),
 		options.WithErrors(func(err error) { s.log.Debug("coap", "err", err) }),
 		options.WithOnNewConn(func(cc *udpClient.Conn) {
@@ -176,6 +183,7 @@ func (s *Server) Close() error {
 		s.coap.Stop()
 		s.closeErr = s.l.Close()
 		<-s.done
+		close(s.stopTick)
 	})
 	return s.closeErr
 }
@@ -191,11 +199,18 @@ func (s *Server) record(e registry.Event) {
 }
 
 func (s *Server) onIdle(cc *udpClient.Conn) {
-	if p, ok := peerOf(cc); ok {
+	sess, ok := cc.NetConn().(*session)
+	if ok {
+		// Close the DTLS session first, so that when the event is visible
+		// the session is gone.
+		_ = sess.Close()
+	}
+	_ = cc.Close()
+	if ok {
+		p := sess.peer
 		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok",
 			Reason: fmt.Sprintf("idle for %s", s.opts.IdleTimeout)})
 	}
-	_ = cc.Close()
 }
 
 func peerOf(cc *udpClient.Conn) (Peer, bool) {

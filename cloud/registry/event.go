@@ -128,8 +128,8 @@ func (f Filter) query() (string, []any) {
 	}
 	if prefix, ok := f.kindPrefix(); ok {
 		if prefix != "" {
-			b.WriteString(` AND substr(kind, 1, ?) = ?`)
-			args = append(args, len(prefix), prefix)
+			b.WriteString(` AND instr(kind, ?) = 1`)
+			args = append(args, prefix)
 		}
 	} else if f.Kind != "" {
 		b.WriteString(` AND kind = ?`)

@@ -61,6 +61,8 @@ func TestEvents(t *testing.T) {
 		{Project: "p", Device: "a", Kind: "authz", Outcome: "ok"},          // 5
 		{Project: "p", Device: "", Kind: "est.enroll", Outcome: "ok"},      // 6
 		{Project: "p", Device: "a", Kind: "auth.psk.extra", Outcome: "ok"}, // 7
+		{Project: "é", Device: "ü", Kind: "ëvent.x", Outcome: "ok"},        // 8
+		{Project: "é", Device: "ü", Kind: "xëvent.x", Outcome: "ok"},       // 9
 	} {
 		must[Event](t)(r.Record(ctx, e))
 	}
@@ -69,22 +71,24 @@ func TestEvents(t *testing.T) {
 		f    Filter
 		want []int64
 	}{
-		{"all", Filter{}, []int64{1, 2, 3, 4, 5, 6, 7}},
+		{"all", Filter{}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}},
+		{"non-ASCII prefix", Filter{Kind: "ëvent.*"}, []int64{8}},
 		{"project", Filter{Project: "p"}, []int64{1, 2, 4, 5, 6, 7}},
 		{"project and device", Filter{Project: "p", Device: "a"}, []int64{1, 4, 5, 7}},
 		{"device across projects", Filter{Device: "a"}, []int64{1, 3, 4, 5, 7}},
+		{"non-ASCII device", Filter{Project: "é", Device: "ü"}, []int64{8, 9}},
 		{"kind exact", Filter{Kind: "auth.psk"}, []int64{1, 4}},
 		{"kind prefix with dot", Filter{Kind: "auth."}, []int64{1, 2, 4, 7}},
 		{"kind prefix with star", Filter{Kind: "auth.*"}, []int64{1, 2, 4, 7}},
 		{"bare star prefix", Filter{Kind: "auth*"}, []int64{1, 2, 4, 5, 7}},
-		{"star matches all", Filter{Kind: "*"}, []int64{1, 2, 3, 4, 5, 6, 7}},
+		{"star matches all", Filter{Kind: "*"}, []int64{1, 2, 3, 4, 5, 6, 7, 8, 9}},
 		{"kind with no match", Filter{Kind: "auth"}, nil},
 		{"outcome", Filter{Outcome: "fail"}, []int64{2, 4}},
-		{"after seq", Filter{AfterSeq: 5}, []int64{6, 7}},
+		{"after seq", Filter{AfterSeq: 5}, []int64{6, 7, 8, 9}},
 		{"limit", Filter{Kind: "auth.*", Limit: 2}, []int64{1, 2}},
 		{"after and limit", Filter{Kind: "auth.*", AfterSeq: 2, Limit: 1}, []int64{4}},
 		{"everything", Filter{Project: "p", Device: "a", Kind: "auth.*", Outcome: "ok", AfterSeq: 1}, []int64{7}},
-		{"past the end", Filter{AfterSeq: 7}, nil},
+		{"past the end", Filter{AfterSeq: 9}, nil},
 	}
 	all := must[[]Event](t)(r.Events(ctx, Filter{}))
 	for _, tt := range tests {

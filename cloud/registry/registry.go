@@ -1,18 +1,4 @@
 // Package registry stores projects, devices and their credentials.
-//
-// A Registry is a SQLite database (modernc.org/sqlite, pure Go). A file
-// database runs in WAL mode with a busy timeout, so several processes (the
-// `credloop cloud` server and a `credloop device add` CLI, say) can use the
-// same file at once. Inside one process all writes go through a single
-// connection and every transaction starts with BEGIN IMMEDIATE, so writers
-// queue instead of failing with "database is locked"; reads use a separate
-// pool of read-only connections and never wait for a writer.
-//
-// The registry is a store: it does not record events on its own. Callers
-// (endpoints, the CLI) record authentication attempts and state changes
-// with [Registry.Record].
-//
-// Times are stored with microsecond precision and returned in UTC.
 package registry
 
 import (
@@ -68,6 +54,21 @@ type Options struct {
 
 // Registry is a handle on a registry database. It is safe for concurrent
 // use. Close it when done.
+//
+// The database is SQLite (modernc.org/sqlite, pure Go). A file database
+// runs in WAL mode with a 5 s busy timeout and foreign keys on, so several
+// processes (the `credloop cloud` server and a `credloop device add` CLI,
+// say) can use the same file at once. Inside one process all writes go
+// through a single connection and every transaction starts with BEGIN
+// IMMEDIATE, so writers queue instead of failing with "database is
+// locked"; reads use a pool of read-only connections and do not wait for
+// writers.
+//
+// The registry is a store: it records no events on its own. Callers
+// (endpoints, the CLI) record authentication attempts and state changes
+// with Record.
+//
+// Times are stored with microsecond precision and returned in UTC.
 type Registry struct {
 	w    *sql.DB // writes: one connection, BEGIN IMMEDIATE
 	rd   *sql.DB // reads: read-only pool (== w for ":memory:")

@@ -54,8 +54,7 @@ func (r *Registry) Revoke(ctx context.Context, issuerFP, serial string, reason i
 		if err := r.matchUnknownIssuer(ctx, tx, ifp, s); err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, `UPDATE credentials SET state = 'REVOKED'
-			WHERE kind = 'cert' AND serial = ? AND issuer_fp = ? AND state != 'REVOKED'`, s, ifp)
+		res, err := tx.ExecContext(ctx, qRevokeCredentials, s, ifp)
 		if err != nil {
 			return err
 		}

@@ -136,15 +136,25 @@ func (r *Registry) prepare(ctx context.Context) error {
 		st, err = db.PrepareContext(ctx, q)
 		return st
 	}
-	r.stPSK = prep(r.rd, `SELECT `+credColumns+`, d.disabled, d.auto, d.created, d.last_seen
-		FROM credentials c JOIN devices d ON d.project = c.project AND d.id = c.device
-		WHERE c.kind = 'psk' AND c.psk_identity = ?`)
-	r.stCertFP = prep(r.rd, `SELECT `+credColumns+` FROM credentials c WHERE c.kind = 'cert' AND c.fingerprint = ?`)
+	r.stPSK = prep(r.rd, qPSKByIdentity)
+	r.stCertFP = prep(r.rd, qCertByFingerprint)
 	r.stRecord = prep(r.w, `INSERT INTO events (time, project, device, credential, kind, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	r.stTouch = prep(r.w, `UPDATE devices SET last_seen = ? WHERE project = ? AND id = ?`)
-	r.stRevoked = prep(r.rd, `SELECT 1 FROM revocations WHERE issuer_fp = ? AND serial = ?`)
+	r.stRevoked = prep(r.rd, qIsRevoked)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
 	return nil
 }
+
+// Queries of the handshake hot path; plan_test.go checks they use an
+// index.
+const (
+	qPSKByIdentity = `SELECT ` + credColumns + `, d.disabled, d.auto, d.created, d.last_seen
+		FROM credentials c JOIN devices d ON d.project = c.project AND d.id = c.device
+		WHERE c.kind = 'psk' AND c.psk_identity = ?`
+	qCertByFingerprint = `SELECT ` + credColumns + ` FROM credentials c WHERE c.kind = 'cert' AND c.fingerprint = ?`
+	qIsRevoked         = `SELECT 1 FROM revocations WHERE issuer_fp = ? AND serial = ?`
+	qRevokeCredentials = `UPDATE credentials SET state = 'REVOKED'
+		WHERE kind = 'cert' AND serial = ? AND issuer_fp = ? AND state != 'REVOKED'`
+)

@@ -18,16 +18,16 @@ const (
 	MaxStatePath  = 256      // bytes of a state path
 )
 
-// The state store works like Golioth LightDB State (CoAP ".d/<path>"): each
-// device has one JSON object; a path "a/b/c" addresses a member of nested
-// objects, and "" the whole object. Empty segments are ignored, so
-// "/a//b/" is "a/b". Numbers keep their text; objects come back with
-// their keys sorted.
-
 // PutState stores value (valid JSON, at most MaxStateValue bytes) at path
 // in the device's state, creating intermediate objects and replacing
 // whatever was at path, or in the way of it. At path "" value must be an
 // object and replaces the whole state.
+//
+// The state store works like Golioth LightDB State (CoAP ".d/<path>"):
+// each device has one JSON object (at most MaxStateDoc bytes); a path
+// "a/b/c" addresses a member of nested objects, and "" the whole object.
+// Empty segments are ignored, so "/a//b/" is "a/b". Numbers keep their
+// text; objects come back compact, with their keys sorted.
 func (r *Registry) PutState(ctx context.Context, project, device, path string, value []byte) error {
 	if err := validDeviceIDs(project, device); err != nil {
 		return fmt.Errorf("put state: %w", err)

@@ -68,8 +68,9 @@ const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, .
 
   await event [--project P] [--device D] [--kind K] [--outcome ok|fail]
              [--reason REGEXP] [--timeout D]
-                               wait for the next matching event after the last one
-                               awaited (or the last mark); prints it to stdout
+                               wait for a matching event recorded since the last
+                               mark that no earlier await matched (so awaits after
+                               a mark may come in any order); prints it to stdout
   mark                         later awaits only see events recorded after this
 
 Conditions:
@@ -430,15 +431,15 @@ func cmdAwait(ts *testscript.TestScript, neg bool, args []string) {
 	ctx, cancel := ctxTimeout(timeout)
 	defer cancel()
 	err := w.withRegistry(func(r *registry.Registry) error {
-		after := w.cursor
+		after := w.mark
 		for {
 			ev, err := r.WaitEvent(ctx, ef.filter(after))
 			if err != nil {
 				return err
 			}
 			after = ev.Seq
-			if ef.match(ev) {
-				w.cursor = ev.Seq
+			if ef.match(ev) && !w.claimed[ev.Seq] {
+				w.claimed[ev.Seq] = true
 				fmt.Fprintf(ts.Stdout(), "%s\n", formatEvent(ev))
 				return nil
 			}
@@ -447,19 +448,22 @@ func cmdAwait(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		recent := ""
 		_ = w.withRegistry(func(r *registry.Registry) error {
-			evs, _ := r.Events(context.Background(), registry.Filter{AfterSeq: w.cursor})
-			if len(evs) > 10 {
-				evs = evs[len(evs)-10:]
+			evs, _ := r.Events(context.Background(), registry.Filter{AfterSeq: w.mark})
+			if len(evs) > 12 {
+				evs = evs[len(evs)-12:]
 			}
 			for _, ev := range evs {
 				recent += "\n  " + formatEvent(ev)
+				if w.claimed[ev.Seq] {
+					recent += " (already awaited)"
+				}
 			}
 			return nil
 		})
 		if recent == "" {
 			recent = "\n  (none)"
 		}
-		ts.Fatalf("await event %s: %v; events since the last wait:%s", strings.Join(args[1:], " "), err, recent)
+		ts.Fatalf("await event %s: %v; events since the last mark:%s", strings.Join(args[1:], " "), err, recent)
 	}
 }
 
@@ -468,7 +472,7 @@ func cmdMark(ts *testscript.TestScript, neg bool, args []string) {
 	w := getWorld(ts)
 	ts.Check(w.withRegistry(func(r *registry.Registry) error {
 		seq, err := r.LastSeq(context.Background())
-		w.cursor = seq
+		w.mark = seq
 		return err
 	}))
 }
@@ -546,7 +550,7 @@ func cmdExpect(ts *testscript.TestScript, neg bool, args []string) {
 		fs := flags(ts, "expect events", args[1:], func(fs *flag.FlagSet) {
 			ef.define(fs)
 			fs.IntVar(&count, "count", -1, "how many")
-			fs.BoolVar(&sinceMark, "since-mark", false, "only events after the last mark or wait")
+			fs.BoolVar(&sinceMark, "since-mark", false, "only events after the last mark")
 		})
 		if fs.NArg() != 0 || count < 0 {
 			ts.Fatalf("usage: expect events [filters] [--since-mark] --count N")
@@ -554,7 +558,7 @@ func cmdExpect(ts *testscript.TestScript, neg bool, args []string) {
 		ef.compile(ts)
 		after := int64(0)
 		if sinceMark {
-			after = w.cursor
+			after = w.mark
 		}
 		ts.Check(w.withRegistry(func(r *registry.Registry) error {
 			evs, err := r.Events(ctx, ef.filter(after))

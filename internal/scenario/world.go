@@ -63,7 +63,8 @@ type world struct {
 	addr     string // kept across restarts so devices find the cloud again
 	idle     time.Duration
 	logFile  *os.File
-	cursor   int64 // events up to this sequence number have been waited for
+	mark     int64          // awaits only see events after this sequence number
+	claimed  map[int64]bool // events an await has already matched
 	devices  map[string]*sim.Device
 	consoles map[string]*os.File
 }
@@ -75,6 +76,7 @@ func setup(env *testscript.Env) error {
 		clock:    &Clock{},
 		devices:  map[string]*sim.Device{},
 		consoles: map[string]*os.File{},
+		claimed:  map[int64]bool{},
 	}
 	if err := os.MkdirAll(w.dir, 0o700); err != nil {
 		return err
