@@ -188,6 +188,28 @@ func TestCertificateAutoProvisioning(t *testing.T) {
 		t.Fatalf("connect with re-enrolled certificate: %v", err)
 	}
 	s2.Close()
+	// The same with 16-byte blocks: the CSR goes up in Block1 blocks and
+	// the PKCS#7 answer comes back in Block2 blocks.
+	small, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: good, BlockSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr2, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-7", Organization: []string{"acme"}}}, k2)
+	seqBefore, _ := reg.LastSeq(ctx)
+	issued2, err := small.Enroll(ctx, csr2, false)
+	if err != nil {
+		t.Fatalf("enroll in 16-byte blocks: %v", err)
+	}
+	if !issued2.PublicKey.(*ecdsa.PublicKey).Equal(&k2.PublicKey) {
+		t.Fatal("issued certificate is for another key")
+	}
+	enrolls, _ := reg.Events(ctx, registry.Filter{Kind: "est.enroll", AfterSeq: seqBefore})
+	if len(enrolls) != 1 {
+		t.Fatalf("%d enrollments for one block-wise request, want 1", len(enrolls))
+	}
+	small.Close()
+
 	// A CSR for another device is refused.
 	other, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev-8", Organization: []string{"acme"}}}, k)
 	s3, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: good})

@@ -116,3 +116,63 @@ func TestLibcoapClientCertificateAutoProvision(t *testing.T) {
 		t.Fatalf("device = %+v, %v", d, err)
 	}
 }
+
+// EST over CoAPS with libcoap as the client: an openssl-made CSR posted to
+// /.well-known/est/sen in 64-byte blocks (Block1), the PKCS#7 answer read
+// back in 64-byte blocks (Block2), then parsed by openssl. /crts with
+// Accept 287 returns the root as a single DER certificate.
+func TestLibcoapESTBlockwise(t *testing.T) {
+	client := peer(t, "coap-client-openssl")
+	openssl := peer(t, "openssl")
+	dir := t.TempDir()
+	c := newCloud(t, cloud.Options{})
+	ctx := ctxT(t)
+	if _, err := c.Registry.CreateProject(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.CreateDevice(ctx, "acme", "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.AddPSK(ctx, "acme", "dev1", "dev1@acme", []byte("est-secret-00001")); err != nil {
+		t.Fatal(err)
+	}
+	run(t, dir, openssl, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "k.pem")
+	run(t, dir, openssl, "req", "-new", "-key", "k.pem", "-subj", "/O=acme/CN=dev1", "-outform", "DER", "-out", "csr.der")
+	base := "coaps://" + c.Addrs().CoAPS + "/.well-known/est/"
+	psk := []string{"-B", "10", "-u", "dev1@acme", "-k", "est-secret-00001"}
+
+	args := append([]string{"-m", "post", "-b", "64", "-t", "286", "-A", "281", "-f", "csr.der", "-o", "cert.p7"}, psk...)
+	run(t, dir, client, append(args, base+"sen")...)
+	out := run(t, dir, openssl, "pkcs7", "-inform", "DER", "-in", "cert.p7", "-print_certs", "-noout")
+	if !strings.Contains(out, "CN = dev1") || !strings.Contains(out, "O = acme") {
+		t.Fatalf("issued certificate: %s", out)
+	}
+	creds, err := c.Registry.Credentials(ctx, "acme", "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs int
+	for _, cr := range creds {
+		if cr.Kind == registry.KindCert && cr.State == registry.StateActive {
+			certs++
+		}
+	}
+	if certs != 1 {
+		t.Fatalf("%d active certificates registered, want 1", certs)
+	}
+
+	args = append([]string{"-m", "get", "-b", "64", "-A", "287", "-o", "root.der"}, psk...)
+	run(t, dir, client, append(args, base+"crts")...)
+	out = run(t, dir, openssl, "x509", "-inform", "DER", "-in", "root.der", "-noout", "-subject")
+	if !strings.Contains(out, c.Authority.Root.Cert.Subject.CommonName) {
+		t.Fatalf("crts with Accept 287: %s", out)
+	}
+
+	// A CSR for another device is forbidden, and says why.
+	run(t, dir, openssl, "req", "-new", "-key", "k.pem", "-subj", "/O=acme/CN=dev2", "-outform", "DER", "-out", "other.der")
+	args = append([]string{"-m", "post", "-t", "286", "-f", "other.der"}, psk...)
+	out = run(t, dir, client, append(args, base+"sen")...)
+	if !strings.Contains(out, "4.03") && !strings.Contains(out, "not the authenticated device") {
+		t.Fatalf("enroll for another device: %q", out)
+	}
+}

@@ -49,6 +49,9 @@ type DialOptions struct {
 	HandshakeTimeout time.Duration
 	// CipherSuites overrides the suites offered.
 	CipherSuites []dtls.CipherSuiteID
+	// BlockSize is the block-wise transfer size: 16, 32, ..., 1024
+	// (default 1024).
+	BlockSize int
 }
 
 // Session is an established DTLS session with a CoAP client on top.
@@ -106,8 +109,21 @@ func Dial(ctx context.Context, o DialOptions) (*Session, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
+	szx := blockwise.SZX1024
+	if o.BlockSize > 0 {
+		found := false
+		for z := blockwise.SZX16; z <= blockwise.SZX1024; z++ {
+			if z.Size() == int64(o.BlockSize) {
+				szx, found = z, true
+			}
+		}
+		if !found {
+			_ = conn.Close()
+			return nil, fmt.Errorf("sim: block size %d is not a power of two from 16 to 1024", o.BlockSize)
+		}
+	}
 	cc := coapdtls.Client(conn,
-		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		options.WithBlockwise(true, szx, 30*time.Second),
 		options.WithCloseSocket(),
 	)
 	return &Session{cc: cc, dtls: conn}, nil

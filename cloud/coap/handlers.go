@@ -1,7 +1,6 @@
 package coap
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,13 +10,18 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
-	"github.com/plgd-dev/go-coap/v3/net/responsewriter"
-	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
 	"github.com/credloop/credloop/cloud/registry"
 )
 
-type response = responsewriter.ResponseWriter[*udpClient.Conn]
+// response is what a resource handler answers; serve turns it into one
+// CoAP message, or into Block2 blocks when it is too large for one.
+type response struct {
+	code  codes.Code
+	cf    message.MediaType
+	body  []byte
+	hasCF bool
+}
 
 // Resources served, in /.well-known/core link format.
 const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
@@ -27,13 +31,7 @@ const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
 	`</.well-known/est/sen>;rt="ace.est.sen";ct="281 287",` +
 	`</.well-known/est/sren>;rt="ace.est.sren";ct="281 287"`
 
-func (s *Server) handle(w *response, r *pool.Message) {
-	p, ok := peerOf(w.Conn())
-	if !ok {
-		// Only authenticated sessions reach go-coap; be defensive anyway.
-		s.reply(w, codes.Unauthorized, "no authenticated session")
-		return
-	}
+func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 	path, err := r.Path()
 	if err != nil || path == "" || path == "/" {
 		// The libcoap-based Golioth SDKs keep the session alive with a CON
@@ -65,25 +63,14 @@ func (s *Server) handle(w *response, r *pool.Message) {
 // reply sets a response with an optional diagnostic payload (RFC 7252
 // section 5.5.2).
 func (s *Server) reply(w *response, code codes.Code, diag string) {
-	var body *bytes.Reader
+	w.code, w.body = code, nil
 	if diag != "" {
-		body = bytes.NewReader([]byte(diag))
-	}
-	if body == nil {
-		if err := w.SetResponse(code, message.TextPlain, nil); err != nil {
-			s.log.Debug("set response", "err", err)
-		}
-		return
-	}
-	if err := w.SetResponse(code, message.TextPlain, body); err != nil {
-		s.log.Debug("set response", "err", err)
+		w.cf, w.hasCF, w.body = message.TextPlain, true, []byte(diag)
 	}
 }
 
 func (s *Server) replyBody(w *response, code codes.Code, cf message.MediaType, body []byte) {
-	if err := w.SetResponse(code, cf, bytes.NewReader(body)); err != nil {
-		s.log.Debug("set response", "err", err)
-	}
+	w.code, w.cf, w.hasCF, w.body = code, cf, true, body
 }
 
 func (s *Server) wellKnown(w *response, r *pool.Message) {

@@ -24,6 +24,7 @@ var errListenerClosed = errors.New("coap: listener closed")
 type session struct {
 	*dtls.Conn
 	peer   Peer
+	blocks transfers
 	closed chan struct{}
 	once   sync.Once
 	l      *listener

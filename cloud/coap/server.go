@@ -127,10 +127,11 @@ func Listen(opts Options) (*Server, error) {
 	}
 	s.l = l
 	s.coap = server.New(
-		options.WithHandlerFunc(udpClient.HandlerFunc(s.handle)),
+		options.WithHandlerFunc(udpClient.HandlerFunc(s.serve)),
 		options.WithRequestMonitor(udpClient.RequestMonitorFunc(s.monitor)),
 		options.WithInactivityMonitor(opts.IdleTimeout, options.UDPOnInactive(s.onIdle)),
-		options.WithBlockwise(true, blockwise.SZX1024, 30*time.Second),
+		// Block-wise transfers are ours (block.go).
+		options.WithBlockwise(false, blockwise.SZX1024, transferTimeout),
 		options.WithPeriodicRunner(periodic.New(s.stopTick, tick)),
 		options.WithMaxMessageSize(opts.MaxMessageSize),
 		options.WithErrors(func(err error) { s.log.Debug("coap", "err", err) }),
