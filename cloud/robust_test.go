@@ -15,7 +15,9 @@ import (
 	"github.com/credloop/credloop/sim"
 )
 
-func pskCloud(t *testing.T, opts cloud.Options) (*cloud.Cloud, sim.Credential) {
+// pskCloud starts a cloud with project acme and device dev1 holding the
+// PSK key under identity dev1@acme.
+func pskCloud(t *testing.T, opts cloud.Options, psk string) (*cloud.Cloud, sim.Credential) {
 	t.Helper()
 	c := newCloud(t, opts)
 	ctx := ctxT(t)
@@ -25,7 +27,7 @@ func pskCloud(t *testing.T, opts cloud.Options) (*cloud.Cloud, sim.Credential) {
 	if _, err := c.Registry.CreateDevice(ctx, "acme", "dev1"); err != nil {
 		t.Fatal(err)
 	}
-	key := []byte("robust-secret-01")
+	key := []byte(psk)
 	if _, err := c.Registry.AddPSK(ctx, "acme", "dev1", "dev1@acme", key); err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +78,7 @@ func exchange(t *testing.T, conn *dtls.Conn, msg []byte) []byte {
 // token; the cloud answers with a Reset carrying the same message id. A
 // CoAP ping (CON 0.00) gets a Reset too (RFC 7252 section 4.3).
 func TestEmptyMessagesGetReset(t *testing.T) {
-	c, cred := pskCloud(t, cloud.Options{})
+	c, cred := pskCloud(t, cloud.Options{}, "robust-secret-01")
 	conn := rawDTLS(t, c.Addrs().CoAPS, cred)
 	for _, tc := range []struct {
 		name string
@@ -98,7 +100,7 @@ func TestEmptyMessagesGetReset(t *testing.T) {
 // Sessions that receive nothing for the idle time are closed and the
 // closing is an event.
 func TestIdleSessionClosed(t *testing.T) {
-	c, cred := pskCloud(t, cloud.Options{IdleTimeout: 300 * time.Millisecond})
+	c, cred := pskCloud(t, cloud.Options{IdleTimeout: 300 * time.Millisecond}, "robust-secret-01")
 	ctx := ctxT(t)
 	s, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: cred})
 	if err != nil {
@@ -118,7 +120,7 @@ func TestIdleSessionClosed(t *testing.T) {
 // forged records, malformed and oversized CoAP messages, malformed CSRs.
 // The registry keeps what it had and other devices keep working.
 func TestBadInputKeepsServing(t *testing.T) {
-	c, cred := pskCloud(t, cloud.Options{})
+	c, cred := pskCloud(t, cloud.Options{}, "robust-secret-01")
 	ctx := ctxT(t)
 	addr := c.Addrs().CoAPS
 	before, err := c.Registry.Devices(ctx, "")

@@ -4,26 +4,14 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/credloop/credloop/internal/peer"
 	"github.com/credloop/credloop/sim"
 )
-
-func peer(t *testing.T, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is not installed and CI is set (.ci/run installs it)", name)
-		}
-		t.Skipf("%s is not installed", name)
-	}
-	return p
-}
 
 // freeUDPPort finds a port p such that p and p+1 are both free (libcoap
 // binds both).
@@ -49,7 +37,7 @@ func freeUDPPort(t *testing.T) int {
 // A simulated device completes a PSK handshake and a GET against libcoap's
 // own server, proving our client side speaks DTLS/CoAP like libcoap does.
 func TestDeviceAgainstLibcoapServer(t *testing.T) {
-	server := peer(t, "coap-server-openssl")
+	server := peer.Require(t, "coap-server-openssl")
 	port := freeUDPPort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
