@@ -177,17 +177,19 @@ func (c *Cloud) CoAP() *coap.Server { return c.coap }
 // whose fingerprint is issuerFP) revoked, and drops live sessions that used
 // it or any certificate it issued.
 func (c *Cloud) Revoke(ctx context.Context, issuerFP, serial string, reason int) error {
-	if _, err := c.Registry.Revoke(ctx, issuerFP, serial, reason); err != nil {
+	rev, err := c.Registry.Revoke(ctx, issuerFP, serial, reason)
+	if err != nil {
 		return err
 	}
-	c.coap.Drop(func(p coap.Peer) bool {
-		for i, cert := range p.Chain {
-			if i+1 < len(p.Chain) && fakeca.Fingerprint(p.Chain[i+1].Raw) == issuerFP && fmt.Sprintf("%x", cert.SerialNumber) == serial {
+	n := c.coap.Drop(func(p coap.Peer) bool {
+		for i := 0; i+1 < len(p.Chain); i++ {
+			if fakeca.Fingerprint(p.Chain[i+1].Raw) == rev.IssuerFingerprint && fmt.Sprintf("%x", p.Chain[i].SerialNumber) == rev.Serial {
 				return true
 			}
 		}
 		return false
 	}, "certificate revoked")
+	c.opts.Logger.Info("revoked", "issuer", rev.IssuerFingerprint, "serial", rev.Serial, "dropped", n)
 	return nil
 }
 

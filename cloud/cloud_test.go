@@ -8,6 +8,8 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -127,7 +129,7 @@ func TestPSK(t *testing.T) {
 func TestCertificateAutoProvisioning(t *testing.T) {
 	var now = time.Now()
 	clock := func() time.Time { return now }
-	c := newCloud(t, cloud.Options{Now: clock})
+	c := newCloud(t, cloud.Options{Now: clock, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))})
 	ctx := ctxT(t)
 	reg := c.Registry
 	if _, err := reg.CreateProject(ctx, "acme"); err != nil {
@@ -220,6 +222,30 @@ func TestCertificateAutoProvisioning(t *testing.T) {
 		t.Fatalf("enroll for another device: %v", err)
 	}
 	s3.Close()
+
+	// Revoking the device's certificate drops its live session and refuses
+	// the next handshake.
+	live, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: good})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(good.Chain[0])
+	if err := c.Revoke(ctx, fakeca.Fingerprint(own.Issuing.Cert.Raw), fmt.Sprintf("%X", leaf.SerialNumber), 1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-live.Done():
+	case <-ctx.Done():
+		t.Fatal("live session of a revoked certificate was not dropped")
+	}
+	seq, _ = reg.LastSeq(ctx)
+	if s, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: good}); err == nil {
+		s.Close()
+		t.Fatal("revoked certificate accepted")
+	}
+	if ev := waitEvent(t, c, registry.Filter{Kind: "auth.cert", Outcome: "fail", AfterSeq: seq}); !strings.Contains(strings.ToLower(ev.Reason), "revoked") {
+		t.Fatalf("reason = %q", ev.Reason)
+	}
 
 	for _, tc := range []struct {
 		name   string

@@ -14,6 +14,8 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/recordlayer"
 	"github.com/pion/logging"
 	"github.com/pion/transport/v3/udp"
+
+	"github.com/credloop/credloop/cloud/registry"
 )
 
 // errListenerClosed is returned by Accept after Close.
@@ -163,6 +165,14 @@ func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
 	l.mu.Lock()
 	l.sessions[s] = struct{}{}
 	l.mu.Unlock()
+	// A revocation or a disable that ran between the handshake's checks
+	// and the line above found no session to drop; look again now that
+	// the session is visible to Drop.
+	if reason := l.srv.revalidate(l.ctx, peer); reason != "" {
+		_ = s.Close()
+		l.srv.record(registry.Event{Project: peer.Project, Device: peer.Device, Credential: peer.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
+		return
+	}
 	select {
 	case l.ready <- s:
 	case <-l.ctx.Done():
@@ -206,8 +216,9 @@ func (l *listener) Close() error {
 	return err
 }
 
-// drop closes every live session whose peer matches and returns how many.
-func (l *listener) drop(match func(Peer) bool) int {
+// drop closes every live session whose peer matches and returns their
+// peers.
+func (l *listener) drop(match func(Peer) bool) []Peer {
 	l.mu.Lock()
 	var victims []*session
 	for s := range l.sessions {
@@ -216,10 +227,12 @@ func (l *listener) drop(match func(Peer) bool) int {
 		}
 	}
 	l.mu.Unlock()
+	peers := make([]Peer, 0, len(victims))
 	for _, s := range victims {
 		_ = s.Close()
+		peers = append(peers, s.peer)
 	}
-	return len(victims)
+	return peers
 }
 
 func (l *listener) peers() []Peer {

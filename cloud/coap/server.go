@@ -168,14 +168,11 @@ func (s *Server) Sessions() []Peer { return s.l.peers() }
 // returns how many were closed. It is how revocation and disabling reach
 // devices that are already connected.
 func (s *Server) Drop(match func(Peer) bool, reason string) int {
-	n := s.l.drop(func(p Peer) bool {
-		if !match(p) {
-			return false
-		}
+	dropped := s.l.drop(match)
+	for _, p := range dropped {
 		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
-		return true
-	})
-	return n
+	}
+	return len(dropped)
 }
 
 // Close stops the endpoint and waits for its goroutines. It is idempotent.

@@ -169,6 +169,41 @@ func deviceArg(id string) error {
 	return nil
 }
 
+// parseProjectArgs parses the flags of a command whose one argument is a
+// project ID, and returns the ID, validated.
+func parseProjectArgs(fs *flag.FlagSet, args []string) (string, error) {
+	pos, err := parseArgs(fs, args, "project ID")
+	if err != nil {
+		return "", err
+	}
+	if err := projectArg(pos[0]); err != nil {
+		return "", err
+	}
+	return pos[0], nil
+}
+
+// addDeviceFlags registers --dir and --project, the flags of a command
+// about one device.
+func addDeviceFlags(fs *flag.FlagSet) (dir, project *string) {
+	return addDirFlag(fs), fs.String("project", "", "`PROJECT` of the device")
+}
+
+// parseDeviceArgs parses the flags of a command whose one argument is a
+// device ID, and returns the ID; it and --project (project) are validated.
+func parseDeviceArgs(fs *flag.FlagSet, args []string, project *string) (string, error) {
+	pos, err := parseArgs(fs, args, "device ID")
+	if err != nil {
+		return "", err
+	}
+	if err := projectArg(*project); err != nil {
+		return "", err
+	}
+	if err := deviceArg(pos[0]); err != nil {
+		return "", err
+	}
+	return pos[0], nil
+}
+
 // needProject returns a clear error when project does not exist.
 func needProject(ctx context.Context, reg *registry.Registry, dir, project string) error {
 	_, err := reg.Project(ctx, project)
@@ -191,6 +226,34 @@ func needDevice(ctx context.Context, reg *registry.Registry, dir, project, devic
 			device, project, project, device, shellArg(dir))
 	}
 	return d, err
+}
+
+// openProject opens the registry of an existing DIR and makes sure project
+// is in it. The caller closes the registry.
+func openProject(ctx context.Context, dir, project string) (*registry.Registry, error) {
+	reg, err := openRegistryAt(dir, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := needProject(ctx, reg, dir, project); err != nil {
+		return nil, errors.Join(err, reg.Close())
+	}
+	return reg, nil
+}
+
+// openDevice opens the registry of an existing DIR and returns the device,
+// or a clear error when it (or its project) does not exist. The caller
+// closes the registry.
+func openDevice(ctx context.Context, dir, project, device string) (*registry.Registry, registry.Device, error) {
+	reg, err := openRegistryAt(dir, false)
+	if err != nil {
+		return nil, registry.Device{}, err
+	}
+	d, err := needDevice(ctx, reg, dir, project, device)
+	if err != nil {
+		return nil, d, errors.Join(err, reg.Close())
+	}
+	return reg, d, nil
 }
 
 // recordEvent appends an event about a change the CLI made. The change is
@@ -259,6 +322,36 @@ func readInput(name string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", name, limit)
 	}
 	return b, nil
+}
+
+// readCerts reads the certificates (PEM or DER) of a file given on the
+// command line.
+func readCerts(name string) ([]*x509.Certificate, error) {
+	data, err := readInput(name, fakeca.MaxCertSize)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := fakeca.ParseCertPEMOrDER(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return certs, nil
+}
+
+// writeOutput writes data to the file out (mode 0644), or to standard
+// output when out is "". It returns where to tell people about it:
+// standard output, or standard error when standard output carries data.
+func writeOutput(env *Env, out string, data []byte) (io.Writer, error) {
+	if out == "" {
+		if _, err := env.Stdout.Write(data); err != nil {
+			return nil, err
+		}
+		return env.Stderr, nil
+	}
+	if err := writeFileAtomic(out, data, 0o644); err != nil {
+		return nil, err
+	}
+	return env.Stdout, nil
 }
 
 // writeFileAtomic writes data to a temporary file next to name with the
