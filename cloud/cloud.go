@@ -79,8 +79,21 @@ type Cloud struct {
 	opts      Options
 	ownReg    bool
 	coap      *coap.Server
+	stopWatch context.CancelFunc
+	watching  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// enforced are the event kinds after which live sessions are checked
+// again: a revocation or a disable made by another process (the CLI)
+// reaches the sessions this process holds.
+var enforced = map[string]bool{
+	"ca.revoke":               true,
+	"credential.revoked":      true,
+	"credential.state":        true,
+	"certificate.deactivated": true,
+	"device.disabled":         true,
 }
 
 // New opens (or creates) the CA and registry and starts the endpoints.
@@ -131,7 +144,43 @@ func New(opts Options) (*Cloud, error) {
 		_ = c.Close()
 		return nil, err
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c.stopWatch = cancel
+	c.watching.Add(1)
+	go c.watch(ctx)
 	return c, nil
+}
+
+// watch follows the event log and re-validates live sessions after a
+// revocation or a disable, wherever it was made. The registry notices
+// writes from other processes within about 100 ms.
+func (c *Cloud) watch(ctx context.Context) {
+	defer c.watching.Done()
+	after, err := c.Registry.LastSeq(ctx)
+	if err != nil {
+		c.opts.Logger.Error("revocation watch", "err", err)
+	}
+	for {
+		ev, err := c.Registry.WaitEvent(ctx, registry.Filter{AfterSeq: after})
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, registry.ErrClosed) {
+				return
+			}
+			c.opts.Logger.Error("revocation watch", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		after = ev.Seq
+		if enforced[ev.Kind] {
+			if n := c.coap.Revalidate(ctx); n > 0 {
+				c.opts.Logger.Info("dropped sessions", "after", ev.Kind, "coaps", n)
+			}
+		}
+	}
 }
 
 // OpenAuthority loads the CA called name from dir; with create, a missing
@@ -205,6 +254,10 @@ func (c *Cloud) DisableDevice(ctx context.Context, project, device string) error
 // Close stops the endpoints and closes what New opened. It is idempotent.
 func (c *Cloud) Close() error {
 	c.closeOnce.Do(func() {
+		if c.stopWatch != nil {
+			c.stopWatch()
+			c.watching.Wait()
+		}
 		var errs []error
 		if c.coap != nil {
 			errs = append(errs, c.coap.Close())

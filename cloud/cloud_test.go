@@ -274,3 +274,54 @@ func TestCertificateAutoProvisioning(t *testing.T) {
 		t.Fatalf("rejected device was created: %v", err)
 	}
 }
+
+// A revocation or a disable made by another process (the CLI, with its own
+// registry handle on the same file) reaches live sessions through the
+// event log: they are dropped within a second.
+func TestRevocationFromAnotherProcess(t *testing.T) {
+	dir := t.TempDir()
+	c := newCloud(t, cloud.Options{Dir: dir})
+	ctx := ctxT(t)
+	if _, err := c.Registry.CreateProject(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.CreateDevice(ctx, "acme", "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	key := []byte("watch-secret-001")
+	if _, err := c.Registry.AddPSK(ctx, "acme", "dev1", "dev1@acme", key); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: sim.Credential{PSKIdentity: "dev1@acme", PSK: key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	other, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	start := time.Now()
+	if err := other.SetDeviceDisabled(ctx, "acme", "dev1", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Record(ctx, registry.Event{Project: "acme", Device: "dev1", Kind: "device.disabled", Reason: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("session of a device disabled by another process still live after 5 s")
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("dropped after %s, want within 1 s", took)
+	} else {
+		t.Logf("dropped %s after the other process disabled the device", took)
+	}
+	ev := waitEvent(t, c, registry.Filter{Kind: "session.closed", Device: "dev1"})
+	if !strings.Contains(ev.Reason, "disabled") {
+		t.Fatalf("reason = %q", ev.Reason)
+	}
+}

@@ -175,6 +175,21 @@ func (s *Server) Drop(match func(Peer) bool, reason string) int {
 	return len(dropped)
 }
 
+// Revalidate checks every live session against the registry (device
+// enabled, credential ACTIVE, no certificate of its chain revoked) and
+// drops those that fail, recording why. It returns how many it dropped.
+func (s *Server) Revalidate(ctx context.Context) int {
+	n := 0
+	for _, p := range s.l.peers() {
+		reason := s.revalidate(ctx, p)
+		if reason == "" {
+			continue
+		}
+		n += s.Drop(func(q Peer) bool { return q.Addr == p.Addr && q.Credential == p.Credential }, reason)
+	}
+	return n
+}
+
 // Close stops the endpoint and waits for its goroutines. It is idempotent.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {

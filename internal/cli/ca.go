@@ -74,7 +74,12 @@ func addCAFlags(fs *flag.FlagSet) caFlags {
 	}
 }
 
-func (c caFlags) check() error {
+// parse parses the flags of a `ca` subcommand, which takes no arguments,
+// and checks --dir and --ca.
+func (c caFlags) parse(fs *flag.FlagSet, args []string) error {
+	if _, err := parseArgs(fs, args); err != nil {
+		return err
+	}
 	if err := checkDir(*c.dir); err != nil {
 		return err
 	}
@@ -162,8 +167,11 @@ func printAuthority(w io.Writer, ai authorityInfo) {
 	}
 }
 
-// refuseExisting fails when DIR/ca/NAME already holds a CA.
-func refuseExisting(c caFlags) error {
+// refuseExisting fails when DIR/ca/NAME already holds a CA, unless force.
+func refuseExisting(c caFlags, force bool) error {
+	if force {
+		return nil
+	}
 	root := filepath.Join(c.caDir(), fakeca.RootCertFile)
 	if _, err := os.Stat(root); err == nil {
 		return fmt.Errorf("a CA already exists in %s: use --force to replace it (certificates it issued will no longer verify; projects trusting its root must trust the new one); see it with `credloop ca show%s --dir %s`",
@@ -171,6 +179,17 @@ func refuseExisting(c caFlags) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
+	return nil
+}
+
+// saveAuthority writes a to DIR/ca/NAME, then says so with format (which
+// takes the name and the directory) and shows it.
+func saveAuthority(env *Env, c caFlags, a *fakeca.Authority, format string) error {
+	if err := a.Save(c.caDir()); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, format, *c.name, c.caDir())
+	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
 	return nil
 }
 
@@ -195,31 +214,21 @@ func caInit(_ context.Context, env *Env) error {
 	c := addCAFlags(fs)
 	keyType := fs.String("key", string(fakeca.ECDSAP256), "key `TYPE` of the root and intermediate: ecdsa-p256, ecdsa-p384 or rsa-2048")
 	force := fs.Bool("force", false, "replace an existing CA of that name")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	kt, err := fakeca.ParseKeyType(*keyType)
 	if err != nil {
 		return usageErr("--key: %v", err)
 	}
-	if !*force {
-		if err := refuseExisting(c); err != nil {
-			return err
-		}
+	if err := refuseExisting(c, *force); err != nil {
+		return err
 	}
 	a, err := fakeca.Init(kt, fakeca.Options{})
 	if err != nil {
 		return err
 	}
-	if err := a.Save(c.caDir()); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "created CA %q in %s\n", *c.name, c.caDir())
-	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
-	return nil
+	return saveAuthority(env, c, a, "created CA %q in %s\n")
 }
 
 const caImportUsage = `
@@ -245,10 +254,7 @@ func caImport(_ context.Context, env *Env) error {
 	keyFile := fs.String("key", "", "`FILE` with the root's private key (PEM or DER)")
 	noInter := fs.Bool("no-intermediate", false, "let the root issue device certificates itself")
 	force := fs.Bool("force", false, "replace an existing CA of that name")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	if *certFile == "" || *keyFile == "" {
@@ -266,21 +272,14 @@ func caImport(_ context.Context, env *Env) error {
 	if certs, err := fakeca.ParseCertPEMOrDER(certPEM); err == nil {
 		kt, _ = fakeca.KeyTypeOf(certs[0].PublicKey)
 	}
-	if !*force {
-		if err := refuseExisting(c); err != nil {
-			return err
-		}
+	if err := refuseExisting(c, *force); err != nil {
+		return err
 	}
 	a, err := fakeca.Import(certPEM, keyPEM, !*noInter, kt, fakeca.Options{})
 	if err != nil {
 		return fmt.Errorf("import %s with %s: %w", *certFile, *keyFile, err)
 	}
-	if err := a.Save(c.caDir()); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "imported CA %q into %s\n", *c.name, c.caDir())
-	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
-	return nil
+	return saveAuthority(env, c, a, "imported CA %q into %s\n")
 }
 
 const caIssueUsage = `
@@ -312,10 +311,7 @@ func caIssue(_ context.Context, env *Env) error {
 	notAfter := fs.String("not-after", "", "end of validity, an RFC 3339 `TIME`")
 	out := fs.String("out", ".", "`DIR` to write the files to")
 	name := fs.String("name", "", "base `NAME` of the files (default: the CN)")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	given := map[string]bool{}
@@ -463,10 +459,7 @@ func caSign(_ context.Context, env *Env) error {
 	days := fs.Int("days", 365, "validity in `DAYS`")
 	out := fs.String("out", "", "`FILE` to write the certificate to (default: standard output)")
 	withChain := fs.Bool("chain", false, "append the intermediate to the certificate")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	if *csrFile == "" {
@@ -499,13 +492,8 @@ func caSign(_ context.Context, env *Env) error {
 	if *withChain && hasIntermediate(a) {
 		pemData = append(pemData, fakeca.EncodeCertPEM(a.Issuing.Cert)...)
 	}
-	info := env.Stdout
-	if *out == "" {
-		if _, err := env.Stdout.Write(pemData); err != nil {
-			return err
-		}
-		info = env.Stderr
-	} else if err := writeFileAtomic(*out, pemData, 0o644); err != nil {
+	info, err := writeOutput(env, *out, pemData)
+	if err != nil {
 		return err
 	}
 	ci := infoOf("", cert)
@@ -608,10 +596,7 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 	certFile := fs.String("cert", "", "`FILE` with the certificate to revoke (instead of --serial)")
 	reasonArg := fs.String("reason", "unspecified", "RFC 5280 revocation `REASON`, name or number")
 	issuerArg := fs.String("issuer", "", "`CA` that issued the certificate: intermediate or root (default: the CA that issues device certificates)")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	if (*serialArg == "") == (*certFile == "") {
@@ -631,13 +616,9 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 	}
 	serial := *serialArg
 	if *certFile != "" {
-		data, err := readInput(*certFile, fakeca.MaxCertSize)
+		certs, err := readCerts(*certFile)
 		if err != nil {
 			return err
-		}
-		certs, err := fakeca.ParseCertPEMOrDER(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *certFile, err)
 		}
 		cert := certs[0]
 		switch {
@@ -736,10 +717,7 @@ func caCRL(ctx context.Context, env *Env) (err error) {
 	issuerArg := fs.String("issuer", "", "`CA` whose revocations to list: intermediate or root (default: the CA that issues device certificates)")
 	out := fs.String("out", "", "`FILE` to write the CRL to (default: standard output)")
 	days := fs.Int("days", 7, "next update in `DAYS`")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	if *days <= 0 {
@@ -781,13 +759,8 @@ func caCRL(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	pemData := fakeca.EncodeCRLPEM(der)
-	info := env.Stdout
-	if *out == "" {
-		if _, err := env.Stdout.Write(pemData); err != nil {
-			return err
-		}
-		info = env.Stderr
-	} else if err := writeFileAtomic(*out, pemData, 0o644); err != nil {
+	info, err := writeOutput(env, *out, pemData)
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", number, issuer.Cert.Subject.String(), role, len(entries), rfc3339(time.Now().Add(next)))
@@ -814,10 +787,7 @@ func caShow(_ context.Context, env *Env) error {
 	fs := flagSet(env, "ca show", caShowUsage)
 	c := addCAFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if _, err := parseArgs(fs, env.Args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
+	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
 	a, err := c.load()

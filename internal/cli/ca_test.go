@@ -16,6 +16,7 @@ import (
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/peer"
 )
 
 func TestCAInitIssueVerify(t *testing.T) {
@@ -95,7 +96,7 @@ func TestCAInitIssueVerify(t *testing.T) {
 		t.Errorf("reissued key mode %o, want 600", m)
 	}
 
-	needOpenSSL(t)
+	peer.Require(t, "openssl")
 	openssl(t, out, true, "verify", "-CAfile", root, "-untrusted", inter, "dev1.crt.pem")
 	openssl(t, out, true, "verify", "-CAfile", root, "-untrusted", "dev1.chain.pem", "dev1.crt.pem")
 	openssl(t, out, true, "ec", "-in", "dev1.key.der", "-inform", "DER", "-noout")
@@ -148,7 +149,7 @@ func TestCAIssueValidity(t *testing.T) {
 }
 
 func TestCAImportSeed001(t *testing.T) {
-	needOpenSSL(t)
+	peer.Require(t, "openssl")
 	work := t.TempDir()
 	// Exactly as the Golioth documentation (seed 001) makes a root.
 	openssl(t, work, true, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "k.pem")
@@ -218,7 +219,7 @@ func TestCAImportSeed001(t *testing.T) {
 }
 
 func TestCASignCSR(t *testing.T) {
-	needOpenSSL(t)
+	peer.Require(t, "openssl")
 	dir := t.TempDir()
 	work := t.TempDir()
 	mustCLI(t, "ca", "init", "--dir", dir)
@@ -297,11 +298,7 @@ func TestCARevokeCRL(t *testing.T) {
 
 	// Register dev1's certificate as the cloud would after a handshake,
 	// and keep the registry open meanwhile, as a running cloud does.
-	reg, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := openTestRegistry(t, dir)
 	cred, err := reg.AddCertificate(ctx, "proj", "dev1", cert1.Raw, registry.StateActive)
 	if err != nil {
 		t.Fatal(err)
@@ -378,7 +375,7 @@ func TestCARevokeCRL(t *testing.T) {
 		failCLI(t, 1, []string{"was not issued by"}, "ca", "revoke", "--dir", dir, "--cert", filepath.Join(caDir, fakeca.RootCertFile), "--issuer", "intermediate")
 	})
 
-	needOpenSSL(t)
+	peer.Require(t, "openssl")
 	text := openssl(t, out, true, "crl", "-in", "crl.pem", "-noout", "-text")
 	for _, want := range []string{strings.ToUpper(serial1), "Key Compromise", "CRL Number", "Superseded"} {
 		if !strings.Contains(strings.ToUpper(text), strings.ToUpper(want)) {

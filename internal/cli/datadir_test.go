@@ -15,7 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/peer"
 )
 
 // cliResult is what one command line did.
@@ -69,30 +72,36 @@ func failCLI(t *testing.T, code int, want []string, args ...string) cliResult {
 	return r
 }
 
-// needOpenSSL skips the test when openssl is missing, unless CI is set.
-func needOpenSSL(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("openssl"); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("openssl is required when CI is set: %v", err)
-		}
-		t.Skip("openssl not installed")
-	}
-}
-
 // openssl runs openssl in dir and returns its combined output; wantOK
-// says whether it must succeed or fail.
+// says whether it must succeed or fail. A missing openssl skips the test
+// (fails it under CI).
 func openssl(t *testing.T, dir string, wantOK bool, args ...string) string {
 	t.Helper()
+	bin := peer.Require(t, "openssl")
+	if wantOK {
+		return peer.Run(t, dir, bin, args...)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "openssl", args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
-	if (err == nil) != wantOK {
-		t.Fatalf("openssl %s: err=%v, want ok=%t\n%s", strings.Join(args, " "), err, wantOK, out)
+	if err == nil {
+		t.Fatalf("openssl %s: succeeded, want a failure\n%s", strings.Join(args, " "), out)
 	}
 	return string(out)
+}
+
+// openTestRegistry opens the registry of dir until the test ends, as a
+// running `credloop cloud` holds it.
+func openTestRegistry(t *testing.T, dir string) *registry.Registry {
+	t.Helper()
+	reg, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	return reg
 }
 
 // readCert parses the first certificate of a PEM or DER file.

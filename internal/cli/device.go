@@ -159,22 +159,14 @@ Examples:
 
 func deviceAdd(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device add", deviceAddUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "`PROJECT` of the device")
+	dir, project := addDeviceFlags(fs)
 	pskHex := fs.String("psk", "", "pre-shared key in `HEX` (- reads it from standard input)")
 	pskRandom := fs.Bool("psk-random", false, "generate a random 16-byte PSK and print it once")
 	pskID := fs.String("psk-identity", "", "`IDENTITY` of the PSK (default ID@PROJECT)")
 	psk2Hex := fs.String("psk2", "", "a second pre-shared key in `HEX`, for rotation (- reads it from standard input)")
 	psk2ID := fs.String("psk2-identity", "", "`IDENTITY` of the second PSK (required with --psk2)")
-	args, err := parseArgs(fs, env.Args, "device ID")
+	id, err := parseDeviceArgs(fs, env.Args, project)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(*project); err != nil {
-		return err
-	}
-	if err := deviceArg(id); err != nil {
 		return err
 	}
 	if *pskHex == "-" && *psk2Hex == "-" {
@@ -219,14 +211,11 @@ func deviceAdd(ctx context.Context, env *Env) (err error) {
 		}
 		psks = append(psks, psk2)
 	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := openProject(ctx, *dir, *project)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if err := needProject(ctx, reg, *dir, *project); err != nil {
-		return err
-	}
 	d, err := reg.CreateDevice(ctx, *project, id)
 	if errors.Is(err, registry.ErrExists) {
 		return fmt.Errorf("device %s already exists in project %s: see it with `credloop device show --project %s %s --dir %s`; add a PSK with `credloop device psk add`",
@@ -285,20 +274,12 @@ Examples:
 
 func devicePSKAdd(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device psk add", devicePSKAddUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "`PROJECT` of the device")
+	dir, project := addDeviceFlags(fs)
 	identity := fs.String("identity", "", "`IDENTITY` of the new PSK, NAME@PROJECT")
 	keyHex := fs.String("key", "", "the key in `HEX` (- reads it from standard input)")
 	random := fs.Bool("random", false, "generate a random 16-byte key and print it once")
-	args, err := parseArgs(fs, env.Args, "device ID")
+	id, err := parseDeviceArgs(fs, env.Args, project)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(*project); err != nil {
-		return err
-	}
-	if err := deviceArg(id); err != nil {
 		return err
 	}
 	if *identity == "" {
@@ -315,14 +296,11 @@ func devicePSKAdd(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	spec.identity, spec.idFlag = *identity, "identity"
-	reg, err := openRegistryAt(*dir, false)
+	reg, _, err := openDevice(ctx, *dir, *project, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if _, err := needDevice(ctx, reg, *dir, *project, id); err != nil {
-		return err
-	}
 	added, err := addPSKs(ctx, reg, *project, id, []*pskSpec{spec})
 	if errors.Is(err, registry.ErrTooManyPSKs) {
 		var held []string
@@ -356,31 +334,20 @@ Examples:
 
 func devicePSKRevoke(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device psk revoke", devicePSKRevokeUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "`PROJECT` of the device")
+	dir, project := addDeviceFlags(fs)
 	identity := fs.String("identity", "", "`IDENTITY` of the PSK to revoke")
-	args, err := parseArgs(fs, env.Args, "device ID")
+	id, err := parseDeviceArgs(fs, env.Args, project)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(*project); err != nil {
-		return err
-	}
-	if err := deviceArg(id); err != nil {
 		return err
 	}
 	if *identity == "" {
 		return usageErr("missing --identity")
 	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, _, err := openDevice(ctx, *dir, *project, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if _, err := needDevice(ctx, reg, *dir, *project, id); err != nil {
-		return err
-	}
 	creds, err := reg.Credentials(ctx, *project, id)
 	if err != nil {
 		return err
@@ -596,33 +563,21 @@ Examples:
 
 func deviceShow(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device show", deviceShowUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "`PROJECT` of the device")
+	dir, project := addDeviceFlags(fs)
 	nev := fs.Int("events", 20, "show the last `N` events")
 	asJSON := fs.Bool("json", false, "print JSON")
-	args, err := parseArgs(fs, env.Args, "device ID")
+	id, err := parseDeviceArgs(fs, env.Args, project)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(*project); err != nil {
-		return err
-	}
-	if err := deviceArg(id); err != nil {
 		return err
 	}
 	if *nev < 0 {
 		return usageErr("--events %d: must not be negative", *nev)
 	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, d, err := openDevice(ctx, *dir, *project, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	d, err := needDevice(ctx, reg, *dir, *project, id)
-	if err != nil {
-		return err
-	}
 	creds, err := reg.Credentials(ctx, *project, id)
 	if err != nil {
 		return err
@@ -725,28 +680,16 @@ func deviceSetDisabled(ctx context.Context, env *Env, disabled bool) (err error)
 		verb = "disable"
 	}
 	fs := flagSet(env, "device "+verb, deviceDisableUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "`PROJECT` of the device")
-	args, err := parseArgs(fs, env.Args, "device ID")
+	dir, project := addDeviceFlags(fs)
+	id, err := parseDeviceArgs(fs, env.Args, project)
 	if err != nil {
 		return err
 	}
-	id := args[0]
-	if err := projectArg(*project); err != nil {
-		return err
-	}
-	if err := deviceArg(id); err != nil {
-		return err
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, d, err := openDevice(ctx, *dir, *project, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	d, err := needDevice(ctx, reg, *dir, *project, id)
-	if err != nil {
-		return err
-	}
 	if d.Disabled == disabled {
 		fmt.Fprintf(env.Stdout, "device %s of project %s is already %sd\n", id, *project, verb)
 		return nil

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 )
 
@@ -39,11 +38,7 @@ func TestDeviceAddRandomPSK(t *testing.T) {
 	defer cancel()
 	dir := newProjectDir(t)
 	// A registry held open all along, as by a running `credloop cloud`.
-	reg, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := openTestRegistry(t, dir)
 
 	r := mustCLI(t, "device", "add", "--dir", dir, "--project", "proj", "dev1", "--psk-random")
 	m := pskLine.FindAllStringSubmatch(r.stdout, -1)
@@ -126,11 +121,7 @@ func TestDeviceTwoPSKs(t *testing.T) {
 	}
 	noSecret(t, "0102030405060708", r)
 
-	reg, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := openTestRegistry(t, dir)
 	creds, err := reg.Credentials(ctx, "proj", "dev2")
 	if err != nil {
 		t.Fatal(err)
@@ -206,11 +197,7 @@ func TestDeviceEventsFilter(t *testing.T) {
 	defer cancel()
 	dir := newProjectDir(t)
 	mustCLI(t, "device", "add", "--dir", dir, "--project", "proj", "dev1", "--psk-random")
-	reg, err := registry.Open(cloud.RegistryPath(dir), registry.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer reg.Close()
+	reg := openTestRegistry(t, dir)
 	fail, err := reg.Record(ctx, registry.Event{Project: "proj", Device: "dev1", Credential: "dev1@proj", Kind: "auth.psk", Outcome: registry.OutcomeFail, Reason: "unknown identity"})
 	if err != nil {
 		t.Fatal(err)

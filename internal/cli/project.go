@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud/registry"
-	"github.com/credloop/credloop/internal/fakeca"
 )
 
 func init() {
@@ -62,12 +61,8 @@ Examples:
 func projectCreate(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "project create", projectCreateUsage)
 	dir := addDirFlag(fs)
-	args, err := parseArgs(fs, env.Args, "project ID")
+	id, err := parseProjectArgs(fs, env.Args)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(id); err != nil {
 		return err
 	}
 	reg, err := openRegistryAt(*dir, true)
@@ -192,22 +187,15 @@ func projectShow(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "project show", projectShowUsage)
 	dir := addDirFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
-	args, err := parseArgs(fs, env.Args, "project ID")
+	id, err := parseProjectArgs(fs, env.Args)
 	if err != nil {
 		return err
 	}
-	id := args[0]
-	if err := projectArg(id); err != nil {
-		return err
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := openProject(ctx, *dir, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if err := needProject(ctx, reg, *dir, id); err != nil {
-		return err
-	}
 	p, err := reg.Project(ctx, id)
 	if err != nil {
 		return err
@@ -261,12 +249,8 @@ func projectTrust(ctx context.Context, env *Env) (err error) {
 	dir := addDirFlag(fs)
 	certFile := fs.String("cert", "", "`FILE` with the CA certificate(s) to trust, PEM or DER")
 	caName := fs.String("ca", "", "trust the root of the CA `NAME` of DIR")
-	args, err := parseArgs(fs, env.Args, "project ID")
+	id, err := parseProjectArgs(fs, env.Args)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(id); err != nil {
 		return err
 	}
 	if (*certFile == "") == (*caName == "") {
@@ -282,13 +266,9 @@ func projectTrust(ctx context.Context, env *Env) (err error) {
 		ders = [][]byte{a.Root.Cert.Raw}
 		source = fmt.Sprintf("root of CA %q", *caName)
 	} else {
-		data, err := readInput(*certFile, fakeca.MaxCertSize)
+		certs, err := readCerts(*certFile)
 		if err != nil {
 			return err
-		}
-		certs, err := fakeca.ParseCertPEMOrDER(data)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *certFile, err)
 		}
 		for i, c := range certs {
 			if !isCACert(c) {
@@ -301,14 +281,11 @@ func projectTrust(ctx context.Context, env *Env) (err error) {
 			ders = append(ders, c.Raw)
 		}
 	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := openProject(ctx, *dir, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if err := needProject(ctx, reg, *dir, id); err != nil {
-		return err
-	}
 	fmt.Fprintf(env.Stdout, "project %s now trusts (%s):\n", id, source)
 	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "  FINGERPRINT\tSUBJECT\tNOT AFTER")
@@ -342,26 +319,19 @@ func projectUntrust(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "project untrust", projectUntrustUsage)
 	dir := addDirFlag(fs)
 	fpArg := fs.String("fingerprint", "", "SHA-256 `FP` of the certificate, or a unique prefix of 8+ hex digits")
-	args, err := parseArgs(fs, env.Args, "project ID")
+	id, err := parseProjectArgs(fs, env.Args)
 	if err != nil {
-		return err
-	}
-	id := args[0]
-	if err := projectArg(id); err != nil {
 		return err
 	}
 	want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(*fpArg), ":", ""))
 	if len(want) < 8 || strings.Trim(want, "0123456789abcdef") != "" {
 		return usageErr("--fingerprint %q: want the SHA-256 fingerprint in hex, or a prefix of at least 8 hex digits", clipArg(*fpArg))
 	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := openProject(ctx, *dir, id)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if err := needProject(ctx, reg, *dir, id); err != nil {
-		return err
-	}
 	roots, err := reg.TrustedRoots(ctx, id)
 	if err != nil {
 		return err

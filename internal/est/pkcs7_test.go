@@ -8,11 +8,12 @@ import (
 	"crypto/x509/pkix"
 	"math/big"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/credloop/credloop/internal/peer"
 )
 
 func testCert(t testing.TB, cn string) *x509.Certificate {
@@ -56,13 +57,7 @@ func TestCertsOnlyRoundTrip(t *testing.T) {
 
 // openssl must read what we write, as EST clients built on it do.
 func TestCertsOnlyOpenSSL(t *testing.T) {
-	bin, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("openssl not installed")
-		}
-		t.Skip("openssl not installed")
-	}
+	bin := peer.Require(t, "openssl")
 	der, err := CertsOnly([][]byte{testCert(t, "dev-1").Raw})
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +66,8 @@ func TestCertsOnlyOpenSSL(t *testing.T) {
 	if err := os.WriteFile(f, der, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(bin, "pkcs7", "-inform", "DER", "-in", f, "-print_certs", "-noout").CombinedOutput()
-	if err != nil {
-		t.Fatalf("openssl pkcs7: %v\n%s", err, out)
-	}
-	if !strings.Contains(string(out), "CN = dev-1") && !strings.Contains(string(out), "CN=dev-1") {
+	out := peer.Run(t, "", bin, "pkcs7", "-inform", "DER", "-in", f, "-print_certs", "-noout")
+	if !strings.Contains(out, "CN = dev-1") && !strings.Contains(out, "CN=dev-1") {
 		t.Fatalf("openssl did not list the certificate:\n%s", out)
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/credloop/credloop/internal/peer"
 )
 
 // t0 is the virtual "now" of most tests.
@@ -51,20 +53,6 @@ func mustKey(tb testing.TB, kt KeyType) crypto.Signer {
 	return k
 }
 
-// openssl returns the path of the openssl binary, skipping the test when
-// it is missing, unless CI is set: then the test fails.
-func openssl(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("openssl")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("openssl not found and CI is set: %v", err)
-		}
-		t.Skipf("openssl not found: %v", err)
-	}
-	return p
-}
-
 // runOpenSSL runs openssl with args in dir and returns its combined
 // output, failing the test on a non-zero exit.
 func runOpenSSL(t *testing.T, dir string, args ...string) string {
@@ -78,7 +66,7 @@ func runOpenSSL(t *testing.T, dir string, args ...string) string {
 
 func tryOpenSSL(t *testing.T, dir string, args ...string) (string, error) {
 	t.Helper()
-	bin := openssl(t)
+	bin := peer.Require(t, "openssl")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)

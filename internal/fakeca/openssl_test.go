@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/credloop/credloop/internal/peer"
 )
 
 // These tests run the real openssl. They use the wall clock, since openssl
@@ -16,7 +18,7 @@ import (
 
 // TestOpenSSLVerify: openssl accepts our chains and key files.
 func TestOpenSSLVerify(t *testing.T) {
-	openssl(t)
+	peer.Require(t, "openssl")
 	for _, kt := range KeyTypes() {
 		t.Run(string(kt), func(t *testing.T) {
 			dir := t.TempDir()
@@ -73,7 +75,7 @@ func TestOpenSSLVerify(t *testing.T) {
 // TestOpenSSLServerChain: openssl accepts a server chain for the purpose
 // sslserver, with the hosts as SANs.
 func TestOpenSSLServerChain(t *testing.T) {
-	openssl(t)
+	peer.Require(t, "openssl")
 	dir := t.TempDir()
 	a, err := Init(ECDSAP256, Options{})
 	if err != nil {
@@ -100,7 +102,7 @@ func TestOpenSSLServerChain(t *testing.T) {
 // TestOpenSSLCRL: openssl parses our CRLs, verifies their signature and
 // lists the revoked serials.
 func TestOpenSSLCRL(t *testing.T) {
-	openssl(t)
+	peer.Require(t, "openssl")
 	a, err := Init(ECDSAP256, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +151,7 @@ func TestOpenSSLCRL(t *testing.T) {
 // TestOpenSSLCSR: a CSR made as in seed 001 is accepted with Organization
 // "proj" and refused with another, and the certificate verifies in openssl.
 func TestOpenSSLCSR(t *testing.T) {
-	openssl(t)
+	peer.Require(t, "openssl")
 	dir := t.TempDir()
 	runOpenSSL(t, dir, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "dev.key.pem")
 	runOpenSSL(t, dir, "req", "-new", "-key", "dev.key.pem", "-subj", "/C=BR/O=proj/CN=dev1", "-out", "dev.csr.pem")
@@ -202,7 +204,7 @@ func TestOpenSSLCSR(t *testing.T) {
 // and without an intermediate, issues from it, and checks openssl and Go
 // agree on the result; a root with someone else's key is refused.
 func TestOpenSSLImport(t *testing.T) {
-	openssl(t)
+	peer.Require(t, "openssl")
 	dir := t.TempDir()
 	runOpenSSL(t, dir, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "golioth.key.pem")
 	runOpenSSL(t, dir, "req", "-x509", "-new", "-nodes", "-key", "golioth.key.pem", "-sha256", "-subj", "/C=BR/CN=Root golioth", "-days", "1024", "-out", "golioth.crt.pem")
