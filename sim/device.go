@@ -292,3 +292,16 @@ func (d *Device) describe() string {
 
 // Status is the device's model state on one line, plus whether it is online.
 func (d *Device) Status() string { return d.describe() }
+
+// Done is closed when the current session ends (closed by either side);
+// for a device that is offline it is already closed.
+func (d *Device) Done() <-chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sess == nil {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return d.sess.Done()
+}

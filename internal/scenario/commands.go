@@ -181,6 +181,14 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	d, err := w.device(name)
 	ts.Check(err)
+	// coap returns the device as a CoAP device, for what only CoAP does.
+	coap := func() *sim.Device {
+		c, ok := d.(*sim.Device)
+		if !ok {
+			ts.Fatalf("sim %s: %s is not a CoAP device", sub, name)
+		}
+		return c
+	}
 	ctx, cancel := ctxTimeout(60 * time.Second)
 	defer cancel()
 	// expectErr reports err according to '!'.
@@ -205,7 +213,7 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		noNeg(ts, neg, "sim stop")
 		d.Stop()
 	case "hello":
-		h, err := d.Hello(ctx)
+		h, err := coap().Hello(ctx)
 		expectErr("hello", err)
 		if err == nil {
 			b, _ := json.Marshal(h)
@@ -215,7 +223,7 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		if len(rest) < 2 || (rest[0] == "set" && len(rest) != 3) || (rest[0] != "set" && rest[0] != "get") {
 			ts.Fatalf("usage: sim state NAME set PATH JSON | sim state NAME get PATH")
 		}
-		s, err := d.Session()
+		s, err := coap().Session()
 		if err == nil {
 			if rest[0] == "set" {
 				err = s.PutState(ctx, rest[1], []byte(rest[2]))
@@ -229,7 +237,7 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		expectErr("state "+rest[0], err)
 	case "enroll", "reenroll":
-		cert, err := d.Enroll(ctx, sub == "reenroll")
+		cert, err := coap().Enroll(ctx, sub == "reenroll")
 		expectErr(sub, err)
 		if err == nil {
 			fmt.Fprintf(ts.Stdout(), "serial %x fingerprint %s\n", cert.SerialNumber, fakeca.Fingerprint(cert.Raw))
@@ -270,12 +278,8 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		flags(ts, "sim wait-offline", rest, func(fs *flag.FlagSet) {
 			fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait")
 		})
-		s, err := d.Session()
-		if err != nil {
-			return // already offline
-		}
 		select {
-		case <-s.Done():
+		case <-d.Done():
 		case <-time.After(timeout):
 			ts.Fatalf("device %s still online after %s", name, timeout)
 		}

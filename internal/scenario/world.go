@@ -19,6 +19,7 @@ import (
 
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -65,7 +66,7 @@ type world struct {
 	logFile  *os.File
 	mark     int64          // awaits only see events after this sequence number
 	claimed  map[int64]bool // events an await has already matched
-	devices  map[string]*sim.Device
+	devices  map[string]device
 	consoles map[string]*os.File
 }
 
@@ -74,7 +75,7 @@ func setup(env *testscript.Env) error {
 		work:     env.WorkDir,
 		dir:      filepath.Join(env.WorkDir, "lab"),
 		clock:    &Clock{},
-		devices:  map[string]*sim.Device{},
+		devices:  map[string]device{},
 		consoles: map[string]*os.File{},
 		claimed:  map[int64]bool{},
 	}
@@ -160,7 +161,23 @@ func (w *world) withRegistry(f func(*registry.Registry) error) error {
 	return f(r)
 }
 
-func (w *world) device(name string) (*sim.Device, error) {
+// device is what every simulated device offers, whatever its transport.
+type device interface {
+	ID() string
+	Model() *devicemodel.Device
+	Start(ctx context.Context) error
+	Reboot(ctx context.Context) error
+	PowerCycle(ctx context.Context) error
+	Stop()
+	Online() bool
+	Status() string
+	// Done is closed when the current session ends.
+	Done() <-chan struct{}
+}
+
+var _ device = (*sim.Device)(nil)
+
+func (w *world) device(name string) (device, error) {
 	d, ok := w.devices[name]
 	if !ok {
 		names := make([]string, 0, len(w.devices))
