@@ -388,24 +388,10 @@ func printable(s string) string {
 	}, s)
 }
 
-// revalidate reports why an established peer may no longer be connected
-// (device disabled, credential no longer ACTIVE, a certificate of its chain
-// revoked), or "" when it may.
+// revalidate reports why an established peer may no longer be connected,
+// or "" when it may.
 func (s *Server) revalidate(ctx context.Context, p Peer) string {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
-	if d, err := s.reg.Device(ctx, p.Project, p.Device); err == nil && d.Disabled {
-		return "device disabled"
-	}
-	if p.CredentialID != 0 {
-		if c, err := s.reg.Credential(ctx, p.CredentialID); err == nil && c.State != registry.StateActive {
-			return "credential " + string(c.State)
-		}
-	}
-	for i := 0; i+1 < len(p.Chain); i++ {
-		if revoked, err := s.reg.IsRevoked(ctx, fakeca.Fingerprint(p.Chain[i+1].Raw), serialHex(p.Chain[i])); err == nil && revoked {
-			return "certificate revoked"
-		}
-	}
-	return ""
+	return s.reg.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain)
 }
