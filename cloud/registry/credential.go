@@ -123,7 +123,7 @@ func (c Credential) LogValue() slog.Value {
 	return slog.GroupValue(append(attrs, slog.String("fp", fp))...)
 }
 
-const credColumns = `c.id, c.project, c.device, c.kind, c.state, COALESCE(c.psk_identity, ''), c.psk, c.serial,
+const credColumns = `c.id, c.project, COALESCE(c.device, ''), c.kind, c.state, COALESCE(c.psk_identity, ''), c.psk, c.serial,
 	c.fingerprint, c.issuer_fp, c.issuer, c.subject, c.not_before, c.not_after, c.der, c.created`
 
 func scanCred(s rowScanner) (Credential, error) {
@@ -229,13 +229,22 @@ func (r *Registry) PSKByIdentity(ctx context.Context, identity string) (Credenti
 // fingerprint, issuer, subject and validity from it. The fingerprint is
 // unique across the registry (ErrExists); the device must exist.
 //
+// With device "" the certificate is stored unattached (Device ""): it
+// belongs to the project, which must exist, and no device yet; fleet
+// provisioning creates such certificates before RegisterThing, and
+// AttachCertificate gives them a device.
+//
 // The issuer fingerprint, which Revoke matches on, is filled in when one
 // of the project's trusted roots signed the certificate; otherwise set it
 // with SetIssuerFingerprint (e.g. to the intermediate of the chain the
 // device presented). If that issuer has already revoked the serial, the
 // certificate is stored as REVOKED.
 func (r *Registry) AddCertificate(ctx context.Context, project, device string, der []byte, state CredState) (Credential, error) {
-	if err := validDeviceIDs(project, device); err != nil {
+	if device == "" {
+		if err := ValidID(project); err != nil {
+			return Credential{}, fmt.Errorf("add certificate: project: %w", err)
+		}
+	} else if err := validDeviceIDs(project, device); err != nil {
 		return Credential{}, fmt.Errorf("add certificate: %w", err)
 	}
 	if !state.Valid() {
@@ -249,7 +258,11 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 	serial := fmt.Sprintf("%x", cert.SerialNumber)
 	var c Credential
 	err = r.write(ctx, func(tx *sql.Tx) error {
-		if err := deviceExists(ctx, tx, project, device); err != nil {
+		if device == "" {
+			if err := projectExists(ctx, tx, project); err != nil {
+				return err
+			}
+		} else if err := deviceExists(ctx, tx, project, device); err != nil {
 			return err
 		}
 		if ok, err := exists(ctx, tx, `SELECT 1 FROM credentials WHERE kind = 'cert' AND fingerprint = ?`, fp); err != nil {
@@ -271,7 +284,7 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 		res, err := tx.ExecContext(ctx, `INSERT INTO credentials
 			(project, device, kind, state, serial, fingerprint, issuer_fp, issuer, subject, not_before, not_after, der, created)
 			VALUES (?, ?, 'cert', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			project, device, string(state), serial, fp, issuerFP, cert.Issuer.String(), cert.Subject.String(),
+			project, nullable(device), string(state), serial, fp, issuerFP, cert.Issuer.String(), cert.Subject.String(),
 			dbTime(cert.NotBefore), dbTime(cert.NotAfter), cert.Raw, r.stamp())
 		if err != nil {
 			return err
@@ -291,22 +304,38 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 }
 
 // issuerFromRoots returns the fingerprint of the project's trusted root
-// that signed cert, or "".
+// or registered CA (see RegisterCA) that signed cert, or "".
 func issuerFromRoots(ctx context.Context, tx *sql.Tx, project string, cert *x509.Certificate) (string, error) {
-	roots, err := queryAll(ctx, tx, scanRoot, `SELECT `+rootColumns+` FROM trusted_roots WHERE project = ?`, project)
+	type cand struct {
+		fp  string
+		der []byte
+	}
+	cands, err := queryAll(ctx, tx, func(s rowScanner) (cand, error) {
+		var c cand
+		return c, s.Scan(&c.fp, &c.der)
+	}, `SELECT fingerprint, der FROM trusted_roots WHERE project = ?
+		UNION ALL SELECT id, der FROM ca_registrations WHERE project = ?`, project, project)
 	if err != nil {
 		return "", err
 	}
-	for _, root := range roots {
-		rc, err := x509.ParseCertificate(root.DER)
+	for _, c := range cands {
+		rc, err := x509.ParseCertificate(c.der)
 		if err != nil {
 			continue
 		}
 		if signedBy(cert, rc) {
-			return root.Fingerprint, nil
+			return c.fp, nil
 		}
 	}
 	return "", nil
+}
+
+// nullable stores "" as NULL (an unattached certificate's device).
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 func signedBy(cert, parent *x509.Certificate) bool {
@@ -395,8 +424,55 @@ func (r *Registry) CertificateByFingerprint(ctx context.Context, fp string) (Cre
 	return c, nil
 }
 
+// AttachCertificate attaches the certificate with the fingerprint, stored
+// unattached (see AddCertificate), to a device of its project, which must
+// exist. Attaching it to the device it is attached to already is a no-op;
+// a certificate attached to another device fails with ErrExists, one of
+// another project with ErrInvalid, an unknown one with ErrNotFound.
+func (r *Registry) AttachCertificate(ctx context.Context, fingerprint, project, device string) error {
+	fp, err := NormalizeFingerprint(fingerprint)
+	if err != nil {
+		return fmt.Errorf("attach certificate: %w", err)
+	}
+	if err := validDeviceIDs(project, device); err != nil {
+		return fmt.Errorf("attach certificate %.8s: %w", fp, err)
+	}
+	attached := false
+	err = r.write(ctx, func(tx *sql.Tx) error {
+		var (
+			id           int64
+			owner, attTo string
+		)
+		if err := tx.QueryRowContext(ctx, `SELECT id, project, COALESCE(device, '') FROM credentials WHERE kind = 'cert' AND fingerprint = ?`, fp).
+			Scan(&id, &owner, &attTo); err != nil {
+			return fmt.Errorf("certificate: %w", notFound(err))
+		}
+		switch {
+		case owner != project:
+			return fmt.Errorf("%w: certificate belongs to project %s", ErrInvalid, owner)
+		case attTo == device:
+			return nil
+		case attTo != "":
+			return fmt.Errorf("%w: certificate is attached to %s", ErrExists, attTo)
+		}
+		if err := deviceExists(ctx, tx, project, device); err != nil {
+			return err
+		}
+		attached = true
+		return mustAffect(tx.ExecContext(ctx, `UPDATE credentials SET device = ? WHERE id = ? AND device IS NULL`, device, id))
+	})
+	if err != nil {
+		return fmt.Errorf("attach certificate %.8s to %s/%s: %w", fp, project, device, err)
+	}
+	if attached {
+		r.log.Debug("certificate attached", "certificate", fp[:8], "project", project, "device", device)
+	}
+	return nil
+}
+
 // Credentials returns credentials ordered by id: those of one device, of
-// a whole project (device ""), or of all projects (both "").
+// a whole project (device ""; unattached certificates included), or of
+// all projects (both "").
 func (r *Registry) Credentials(ctx context.Context, project, device string) ([]Credential, error) {
 	if err := r.check(); err != nil {
 		return nil, err

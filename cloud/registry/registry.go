@@ -3,9 +3,11 @@ package registry
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -29,7 +31,7 @@ var (
 
 // SchemaVersion is the database schema version this package writes
 // (stored in PRAGMA user_version).
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // MaxPSKsPerDevice is how many PSK credentials that are not REVOKED a
 // device may hold: a main and a backup key, for rotation.
@@ -50,6 +52,9 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives debug logs of changes. Default: discard.
 	Logger *slog.Logger
+	// Rand supplies ownership tokens. Default crypto/rand.Reader; it
+	// must be safe for concurrent use.
+	Rand io.Reader
 }
 
 // Registry is a handle on a registry database. It is safe for concurrent
@@ -74,6 +79,7 @@ type Registry struct {
 	rd   *sql.DB // reads: read-only pool (== w for ":memory:")
 	now  func() time.Time
 	log  *slog.Logger
+	rand io.Reader
 	path string
 
 	// Hot-path statements.
@@ -104,6 +110,7 @@ func Open(path string, opts Options) (*Registry, error) {
 	r := &Registry{
 		now:     opts.Now,
 		log:     opts.Logger,
+		rand:    opts.Rand,
 		path:    path,
 		eventCh: make(chan struct{}),
 		poll:    pollInterval,
@@ -114,6 +121,9 @@ func Open(path string, opts Options) (*Registry, error) {
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.rand == nil {
+		r.rand = rand.Reader
 	}
 	if err := r.open(path); err != nil {
 		r.closeDBs()

@@ -23,8 +23,8 @@ type Revocation struct {
 // see NormalizeSerial) and marks REVOKED every certificate credential
 // with that serial whose issuer fingerprint is issuerFP. A certificate
 // with no issuer fingerprint recorded is matched too when the registry
-// holds the issuer's certificate (a trusted root or a registered
-// certificate) and it verifiably signed it. Revoking again returns the
+// holds the issuer's certificate (a trusted root, a registered CA or a
+// registered certificate) and it verifiably signed it. Revoking again returns the
 // first Revocation unchanged (and re-applies it to credentials).
 func (r *Registry) Revoke(ctx context.Context, issuerFP, serial string, reason int) (Revocation, error) {
 	ifp, err := NormalizeFingerprint(issuerFP)
@@ -85,7 +85,8 @@ func (r *Registry) matchUnknownIssuer(ctx context.Context, tx *sql.Tx, issuerFP,
 	}
 	var der []byte
 	err = tx.QueryRowContext(ctx, `SELECT der FROM trusted_roots WHERE fingerprint = ?
-		UNION ALL SELECT der FROM credentials WHERE kind = 'cert' AND fingerprint = ? LIMIT 1`, issuerFP, issuerFP).Scan(&der)
+		UNION ALL SELECT der FROM ca_registrations WHERE id = ?
+		UNION ALL SELECT der FROM credentials WHERE kind = 'cert' AND fingerprint = ? LIMIT 1`, issuerFP, issuerFP, issuerFP).Scan(&der)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil
 	}

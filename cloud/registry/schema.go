@@ -94,6 +94,90 @@ CREATE TABLE events (
 ) STRICT;
 CREATE INDEX events_device ON events(project, device, seq);
 `,
+	// 1 -> 2: certificates not attached to a device (fleet provisioning
+	// creates them before RegisterThing), CA registrations, provisioning
+	// templates, ownership tokens and the run-time CSR allowlist.
+	//
+	// SQLite cannot drop a NOT NULL constraint, so credentials is rebuilt
+	// with device nullable (NULL: unattached; the composite foreign key is
+	// not enforced then, the one on project is). Ids and the AUTOINCREMENT
+	// counter are kept, so ids are never reused.
+	`
+CREATE TABLE credentials_v2 (
+	id           INTEGER PRIMARY KEY AUTOINCREMENT,
+	project      TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	device       TEXT,
+	kind         TEXT NOT NULL,
+	state        TEXT NOT NULL,
+	psk_identity TEXT,
+	psk          BLOB,
+	serial       TEXT NOT NULL DEFAULT '',
+	fingerprint  TEXT NOT NULL,
+	issuer_fp    TEXT NOT NULL DEFAULT '',
+	issuer       TEXT NOT NULL DEFAULT '',
+	subject      TEXT NOT NULL DEFAULT '',
+	not_before   INTEGER,
+	not_after    INTEGER,
+	der          BLOB,
+	created      INTEGER,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE,
+	CHECK (device IS NOT NULL OR kind = 'cert')
+) STRICT;
+INSERT INTO credentials_v2 (id, project, device, kind, state, psk_identity, psk, serial, fingerprint,
+		issuer_fp, issuer, subject, not_before, not_after, der, created)
+	SELECT id, project, device, kind, state, psk_identity, psk, serial, fingerprint,
+		issuer_fp, issuer, subject, not_before, not_after, der, created FROM credentials;
+DELETE FROM sqlite_sequence WHERE name = 'credentials_v2';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'credentials_v2', seq FROM sqlite_sequence WHERE name = 'credentials';
+DROP TABLE credentials;
+ALTER TABLE credentials_v2 RENAME TO credentials;
+CREATE UNIQUE INDEX credentials_psk_identity ON credentials(psk_identity) WHERE kind = 'psk';
+CREATE UNIQUE INDEX credentials_cert_fp ON credentials(fingerprint) WHERE kind = 'cert';
+CREATE INDEX credentials_device ON credentials(project, device);
+CREATE INDEX credentials_serial ON credentials(serial) WHERE kind = 'cert';
+CREATE INDEX credentials_not_after ON credentials(not_after) WHERE kind = 'cert';
+
+CREATE TABLE ca_registrations (
+	id       TEXT PRIMARY KEY,
+	project  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	subject  TEXT NOT NULL,
+	der      BLOB NOT NULL,
+	mode     TEXT NOT NULL,
+	template TEXT NOT NULL DEFAULT '',
+	active   INTEGER NOT NULL DEFAULT 1,
+	created  INTEGER
+) STRICT;
+CREATE INDEX ca_registrations_project ON ca_registrations(project);
+
+CREATE TABLE templates (
+	name             TEXT PRIMARY KEY,
+	project          TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	thing_name_param TEXT NOT NULL,
+	thing_prefix     TEXT NOT NULL DEFAULT '',
+	required         TEXT NOT NULL DEFAULT '[]',
+	activate         INTEGER NOT NULL DEFAULT 1,
+	created          INTEGER
+) STRICT;
+
+CREATE TABLE ownership_tokens (
+	hash        TEXT PRIMARY KEY,
+	fingerprint TEXT NOT NULL,
+	expires     INTEGER NOT NULL,
+	used        INTEGER,
+	created     INTEGER
+) STRICT;
+CREATE INDEX ownership_tokens_expires ON ownership_tokens(expires);
+
+CREATE TABLE allowlist (
+	udid        TEXT PRIMARY KEY,
+	project     TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	pubkey      BLOB NOT NULL,
+	pubkey_fp   TEXT NOT NULL,
+	provisioned INTEGER NOT NULL DEFAULT 0,
+	added       INTEGER
+) STRICT;
+CREATE INDEX allowlist_project ON allowlist(project, udid);
+`,
 }
 
 // migrate brings the schema up to SchemaVersion. It runs in an IMMEDIATE

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,12 +15,13 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/crl"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
 func init() {
-	register(command{name: "ca", summary: "manage the fake CA: init, import, issue, sign, revoke, crl, show", run: runCA})
+	register(command{name: "ca", summary: "manage the fake CA: init, import, issue, sign, revoke, crl, show, register", run: runCA})
 }
 
 const caUsage = `
@@ -40,6 +40,10 @@ Subcommands:
   revoke   revoke a certificate by serial
   crl      write a certificate revocation list (CRL)
   show     show the CA's certificates
+  register register a CA certificate with a project for MQTT (JITP, JITR,
+           fleet-provisioning claim certificates)
+  registrations
+           list the registered CA certificates
 
 Examples:
   credloop ca init --dir ./lab
@@ -58,6 +62,9 @@ func runCA(ctx context.Context, env *Env) error {
 		"revoke": caRevoke,
 		"crl":    caCRL,
 		"show":   caShow,
+
+		"register":      caRegister,
+		"registrations": caRegistrations,
 	})
 }
 
@@ -731,39 +738,23 @@ func caCRL(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	issuerFP := fakeca.Fingerprint(issuer.Cert.Raw)
 	reg, err := openRegistryAt(*c.dir, true)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	revs, err := reg.Revocations(ctx, issuerFP)
-	if err != nil {
-		return err
-	}
-	entries := make([]x509.RevocationListEntry, 0, len(revs))
-	for _, r := range revs {
-		n, ok := new(big.Int).SetString(r.Serial, 16)
-		if !ok {
-			return fmt.Errorf("registry holds a revocation with serial %q that is not hex", clipArg(r.Serial))
-		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.Time, ReasonCode: r.Reason})
-	}
-	number, err := reg.NextCRLNumber(ctx, issuerFP)
-	if err != nil {
-		return err
-	}
 	next := time.Duration(*days) * 24 * time.Hour
-	der, err := issuer.CRL(entries, big.NewInt(number), next)
+	list, err := crl.BuildList(ctx, reg, issuer, next)
 	if err != nil {
 		return err
 	}
+	number, der := list.Number, list.DER
 	pemData := fakeca.EncodeCRLPEM(der)
 	info, err := writeOutput(env, *out, pemData)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", number, issuer.Cert.Subject.String(), role, len(entries), rfc3339(time.Now().Add(next)))
+	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", number, issuer.Cert.Subject.String(), role, list.Revoked, rfc3339(list.NextUpdate))
 	if *out != "" {
 		fmt.Fprintf(info, ", written to %s", *out)
 	}
@@ -801,4 +792,220 @@ func caShow(_ context.Context, env *Env) error {
 	fmt.Fprintf(env.Stdout, "CA %q in %s\n", *c.name, c.caDir())
 	printAuthority(env.Stdout, ai)
 	return nil
+}
+
+const caRegisterUsage = `
+Usage: credloop ca register --project PROJECT --mode jitp|jitr|claim|none [--cert FILE | --ca NAME] [--template NAME] [--inactive] [--dir DIR]
+
+Register a CA certificate with a project, as AWS IoT's
+register-ca-certificate does: a device certificate presented over MQTT
+must chain to an ACTIVE registered CA. --cert takes the CA certificate(s)
+from a file (PEM or DER; every certificate of a bundle is registered);
+--ca NAME registers the certificate that issues device certificates of the
+CA NAME of DIR (its intermediate, or its root when it has none; default
+"default"). The mode says what happens to a certificate the registry does
+not know yet:
+
+  jitp   just-in-time provisioning: registered PENDING_ACTIVATION, the
+         registration event published, the connection closed, then the
+         thing created and the certificate made ACTIVE; the device's retry
+         connects
+  jitr   just-in-time registration: as jitp, but the certificate stays
+         PENDING_ACTIVATION until 'credloop device activate'
+  claim  certificates under this CA are fleet-provisioning claim
+         (bootstrap) certificates, allowed to use the template --template
+  none   no auto-registration: only certificates already registered connect
+
+The caCertificateId printed is the SHA-256 of the CA certificate's DER.
+Registering a CA again changes its mode and template. It is ACTIVE unless
+--inactive.
+
+Examples:
+  credloop ca register --dir ./lab --project myproject --ca default --mode jitp
+  credloop ca init --dir ./lab --ca claim
+  credloop project template --dir ./lab --project myproject fleet
+  credloop ca register --dir ./lab --project myproject --ca claim --mode claim --template fleet
+  credloop ca register --dir ./lab --project myproject --cert ./vendor-ca.pem --mode jitr
+`
+
+func caRegister(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "ca register", caRegisterUsage)
+	c := addCAFlags(fs)
+	project := fs.String("project", "", "`PROJECT` to register the CA with")
+	certFile := fs.String("cert", "", "`FILE` with the CA certificate(s), PEM or DER (instead of --ca)")
+	modeArg := fs.String("mode", "", "what happens to unknown certificates: `MODE` jitp, jitr, claim or none")
+	template := fs.String("template", "", "provisioning template `NAME` (claim: the one claim certificates may use; jitp: optional)")
+	inactive := fs.Bool("inactive", false, "register the CA INACTIVE (its certificates are refused)")
+	if err := c.parse(fs, env.Args); err != nil {
+		return err
+	}
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if *modeArg == "" {
+		return usageErr("missing --mode (jitp, jitr, claim or none)")
+	}
+	mode, err := registry.ParseCAMode(*modeArg)
+	if err != nil {
+		return usageErr("--mode %q: want jitp, jitr, claim or none", clipArg(*modeArg))
+	}
+	if *template != "" {
+		if err := registry.ValidTemplateName(*template); err != nil {
+			return usageErr("--template: %v", err)
+		}
+	}
+	caSet := false
+	fs.Visit(func(f *flag.Flag) { caSet = caSet || f.Name == "ca" })
+	if caSet && *certFile != "" {
+		return usageErr("give either --cert FILE or --ca NAME, not both")
+	}
+	var (
+		certs  []*x509.Certificate
+		source string
+	)
+	if *certFile != "" {
+		if certs, err = readCerts(*certFile); err != nil {
+			return err
+		}
+		for i, cert := range certs {
+			if !isCACert(cert) {
+				what := *certFile
+				if len(certs) > 1 {
+					what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, i+1, len(certs))
+				}
+				return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: register the CA that issued it", what, cert.Subject.String())
+			}
+		}
+		source = *certFile
+	} else {
+		a, err := c.load()
+		if err != nil {
+			return err
+		}
+		certs = []*x509.Certificate{a.Issuing.Cert}
+		role := "root"
+		if hasIntermediate(a) {
+			role = "intermediate"
+		}
+		source = fmt.Sprintf("%s of CA %q", role, *c.name)
+	}
+	reg, err := openProject(ctx, *c.dir, *project)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *template != "" {
+		if t, terr := reg.Template(ctx, *template); errors.Is(terr, registry.ErrNotFound) {
+			fmt.Fprintf(env.Stderr, "note: template %s does not exist yet: create it with `credloop project template --project %s %s --dir %s`\n",
+				*template, *project, *template, shellArg(*c.dir))
+		} else if terr == nil && t.Project != *project {
+			return fmt.Errorf("template %s belongs to project %s, not %s", *template, t.Project, *project)
+		}
+	}
+	status := "ACTIVE"
+	if *inactive {
+		status = "INACTIVE"
+	}
+	fmt.Fprintf(env.Stdout, "registered with project %s (%s), mode %s, %s:\n", *project, source, mode, status)
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "  CA CERTIFICATE ID\tSUBJECT\tTEMPLATE")
+	for _, cert := range certs {
+		cr, err := reg.RegisterCA(ctx, *project, cert.Raw, mode, *template)
+		if errors.Is(err, registry.ErrExists) {
+			tw.Flush()
+			return fmt.Errorf("%s is registered with another project (see `credloop ca registrations --dir %s`): %w", cert.Subject.String(), shellArg(*c.dir), err)
+		}
+		if err == nil {
+			err = reg.SetCAActive(ctx, cr.ID, !*inactive)
+		}
+		if err != nil {
+			tw.Flush()
+			return err
+		}
+		recordEvent(ctx, env, reg, registry.Event{Project: *project, Credential: cr.ID, Kind: evCARegistered,
+			Reason: fmt.Sprintf("registered %s mode %s template %q %s %s", cr.Subject, mode, *template, status, cliEventReasonFrom)})
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", cr.ID, cr.Subject, dashIfEmpty(*template))
+	}
+	return tw.Flush()
+}
+
+// dashIfEmpty shows "-" for an empty table cell.
+func dashIfEmpty(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// caRegInfo is a CA registration for --json.
+type caRegInfo struct {
+	ID       string    `json:"caCertificateId"`
+	Project  string    `json:"project"`
+	Subject  string    `json:"subject"`
+	Mode     string    `json:"mode"`
+	Template string    `json:"template,omitempty"`
+	Status   string    `json:"status"` // ACTIVE or INACTIVE
+	Created  time.Time `json:"created"`
+}
+
+const caRegistrationsUsage = `
+Usage: credloop ca registrations [--project PROJECT] [--dir DIR] [--json]
+
+List the CA certificates registered with 'credloop ca register', of one
+project or of all: caCertificateId (SHA-256 of the DER), subject, mode
+(jitp, jitr, claim, none), template and status (ACTIVE or INACTIVE).
+
+Examples:
+  credloop ca registrations --dir ./lab
+  credloop ca registrations --dir ./lab --project myproject --json
+`
+
+func caRegistrations(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "ca registrations", caRegistrationsUsage)
+	dirArg := addDirFlag(fs)
+	project := fs.String("project", "", "only registrations of `PROJECT`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if *project != "" {
+		if err := projectArg(*project); err != nil {
+			return err
+		}
+	}
+	reg, err := openRegistryAt(*dirArg, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *project != "" {
+		if err := needProject(ctx, reg, *dirArg, *project); err != nil {
+			return err
+		}
+	}
+	regs, err := reg.CARegistrations(ctx, *project)
+	if err != nil {
+		return err
+	}
+	infos := make([]caRegInfo, 0, len(regs))
+	for _, r := range regs {
+		status := "ACTIVE"
+		if !r.Active {
+			status = "INACTIVE"
+		}
+		infos = append(infos, caRegInfo{ID: r.ID, Project: r.Project, Subject: r.Subject, Mode: string(r.Mode), Template: r.TemplateName, Status: status, Created: r.Created})
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(env.Stdout, "no registered CA certificates: register one with `credloop ca register --project PROJECT --mode jitp`")
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "PROJECT\tCA CERTIFICATE ID\tSUBJECT\tMODE\tTEMPLATE\tSTATUS\tREGISTERED")
+	for _, r := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Project, short(r.ID, 16), r.Subject, r.Mode, dashIfEmpty(r.Template), r.Status, rfc3339(r.Created))
+	}
+	return tw.Flush()
 }

@@ -414,3 +414,113 @@ func TestCAShowAndMissing(t *testing.T) {
 		t.Error("ca show prints a private key")
 	}
 }
+
+func TestCARegister(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dir := newProjectDir(t)
+	work := t.TempDir()
+	mustCLI(t, "project", "create", "other", "--dir", dir)
+	mustCLI(t, "ca", "init", "--dir", dir)
+	mustCLI(t, "ca", "init", "--dir", dir, "--ca", "claim")
+	mustCLI(t, "ca", "init", "--dir", dir, "--ca", "vendor")
+	mustCLI(t, "ca", "issue", "--dir", dir, "--cn", "dev1", "--org", "proj", "--out", work)
+	reg := openTestRegistry(t, dir)
+	inter := readCert(t, filepath.Join(cloud.CADir(dir, cloud.DefaultCA), fakeca.IntermediateCertFile))
+	interID := fakeca.Fingerprint(inter.Raw)
+	claimID := fakeca.Fingerprint(readCert(t, filepath.Join(cloud.CADir(dir, "claim"), fakeca.IntermediateCertFile)).Raw)
+	vendorRoot := filepath.Join(cloud.CADir(dir, "vendor"), fakeca.RootCertFile)
+	vendorID := fakeca.Fingerprint(readCert(t, vendorRoot).Raw)
+
+	steps := []struct {
+		name   string
+		args   []string
+		id     string
+		mode   registry.CAMode
+		tmpl   string
+		active bool
+		out    []string
+	}{
+		{"default CA, jitp", []string{"--mode", "jitp"}, interID, registry.CAModeJITP, "", true, []string{interID, "intermediate of CA \"default\"", "mode jitp, ACTIVE"}},
+		{"again, jitr, inactive", []string{"--mode", "jitr", "--ca", "default", "--inactive"}, interID, registry.CAModeJITR, "", false, []string{"INACTIVE"}},
+		{"claim with a template", []string{"--ca", "claim", "--mode", "claim", "--template", "fleet"}, claimID, registry.CAModeClaim, "fleet", true, []string{claimID, "fleet"}},
+		{"a root from a file", []string{"--cert", vendorRoot, "--mode", "none"}, vendorID, registry.CAModeNone, "", true, []string{vendorID, "mode none"}},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			r := mustCLI(t, append([]string{"ca", "register", "--dir", dir, "--project", "proj"}, st.args...)...)
+			for _, want := range st.out {
+				if !strings.Contains(r.stdout, want) {
+					t.Errorf("output lacks %q:\n%s", want, r.stdout)
+				}
+			}
+			got, err := reg.CARegistrationByID(ctx, st.id)
+			if err != nil || got.Mode != st.mode || got.TemplateName != st.tmpl || got.Active != st.active || got.Project != "proj" {
+				t.Fatalf("registration %+v, %v", got, err)
+			}
+		})
+	}
+	r := runCLI(t, "ca", "register", "--dir", dir, "--project", "proj", "--ca", "claim", "--mode", "claim", "--template", "fleet")
+	if !strings.Contains(r.stderr, "template fleet does not exist yet") {
+		t.Errorf("no note about the missing template:\n%v", r)
+	}
+	if evs, err := reg.Events(ctx, registry.Filter{Kind: "ca.register"}); err != nil || len(evs) != 5 || evs[0].Credential != interID {
+		t.Errorf("ca.register events: %d %v", len(evs), err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		code int
+		want []string
+		args []string
+	}{
+		{"no mode", 2, []string{"missing --mode"}, []string{"--project", "proj"}},
+		{"bad mode", 2, []string{"want jitp, jitr, claim or none"}, []string{"--project", "proj", "--mode", "auto"}},
+		{"no project", 2, []string{"missing --project"}, []string{"--mode", "jitp"}},
+		{"cert and ca", 2, []string{"not both"}, []string{"--project", "proj", "--mode", "jitp", "--ca", "claim", "--cert", vendorRoot}},
+		{"bad template", 2, []string{"--template"}, []string{"--project", "proj", "--mode", "claim", "--template", "a/b"}},
+		{"leaf", 1, []string{"device certificate"}, []string{"--project", "proj", "--mode", "jitp", "--cert", filepath.Join(work, "dev1.crt.pem")}},
+		{"unknown project", 1, []string{"project nope does not exist"}, []string{"--project", "nope", "--mode", "jitp"}},
+		{"other project", 1, []string{"registered with another project"}, []string{"--project", "other", "--mode", "jitp"}},
+		{"no CA", 1, []string{"no CA in"}, []string{"--project", "proj", "--mode", "jitp", "--ca", "missing"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			failCLI(t, tt.code, tt.want, append([]string{"ca", "register", "--dir", dir}, tt.args...)...)
+		})
+	}
+
+	r = mustCLI(t, "ca", "registrations", "--dir", dir)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "PROJECT") || !strings.Contains(r.stdout, interID[:16]) || !strings.Contains(r.stdout, "INACTIVE") {
+		t.Errorf("registrations:\n%s", r.stdout)
+	}
+	r = mustCLI(t, "ca", "registrations", "--dir", dir, "--project", "proj", "--json")
+	var infos []caRegInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 3 || infos[0].ID != interID || infos[0].Status != "INACTIVE" || infos[1].Template != "fleet" {
+		t.Errorf("registrations --json: %v\n%s", err, r.stdout)
+	}
+	if r := mustCLI(t, "ca", "registrations", "--dir", dir, "--project", "other"); !strings.Contains(r.stdout, "no registered CA") {
+		t.Errorf("registrations of other:\n%s", r.stdout)
+	}
+	failCLI(t, 1, []string{"does not exist"}, "ca", "registrations", "--dir", dir, "--project", "nope")
+}
+
+// TestCRLMatchesCRLPackage: `ca crl` writes what cloud/crl builds: the same
+// entries, the next CRL number.
+func TestCRLMatchesCRLPackage(t *testing.T) {
+	dir := newProjectDir(t)
+	mustCLI(t, "ca", "init", "--dir", dir)
+	mustCLI(t, "ca", "revoke", "--dir", dir, "--serial", "0abc", "--reason", "superseded")
+	r := mustCLI(t, "ca", "crl", "--dir", dir)
+	crl := parseCRLPEM(t, []byte(r.stdout))
+	if !strings.Contains(r.stderr, "CRL number 1 of CN=credloop Intermediate CA (intermediate), 1 revoked, next update ") {
+		t.Errorf("crl info line:\n%s", r.stderr)
+	}
+	if crl.Number.Int64() != 1 || len(crl.RevokedCertificateEntries) != 1 || fmt.Sprintf("%x", crl.RevokedCertificateEntries[0].SerialNumber) != "abc" ||
+		crl.RevokedCertificateEntries[0].ReasonCode != 4 {
+		t.Errorf("CRL %v %+v", crl.Number, crl.RevokedCertificateEntries)
+	}
+	if !strings.Contains(r.stderr, rfc3339(crl.NextUpdate)) {
+		t.Errorf("info line does not give the CRL's nextUpdate %s:\n%s", rfc3339(crl.NextUpdate), r.stderr)
+	}
+}

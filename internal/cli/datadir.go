@@ -275,6 +275,11 @@ const (
 	evCredAdded        = "credential.added"
 	evCredRevoked      = "credential.revoked"
 	evCertRevoked      = "ca.revoke"
+	evCARegistered     = "ca.register"
+	evTemplatePut      = "project.template"
+	evCertActivated    = "certificate.activated"
+	evCertDeactivated  = "certificate.deactivated"
+	evAllowed          = "allowlist.added"
 	cliEventReasonFrom = "by credloop CLI"
 )
 

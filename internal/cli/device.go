@@ -3,14 +3,18 @@ package cli
 import (
 	"context"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
 )
 
 func init() {
@@ -35,6 +39,11 @@ Subcommands:
   disable    refuse a device's connections
   enable     accept them again
   events     list events
+  activate   make a certificate ACTIVE (a JITR certificate PENDING_ACTIVATION)
+  deactivate make a certificate INACTIVE
+  allow      put a UDID and its public key on the run-time CSR allowlist
+  allowlist  list the allowlist
+  expiring   list certificates that expire soon
 
 Examples:
   credloop device add --dir ./lab --project myproject dev1 --psk-random
@@ -53,6 +62,12 @@ func runDevice(ctx context.Context, env *Env) error {
 		"disable": func(ctx context.Context, env *Env) error { return deviceSetDisabled(ctx, env, true) },
 		"enable":  func(ctx context.Context, env *Env) error { return deviceSetDisabled(ctx, env, false) },
 		"events":  deviceEvents,
+
+		"activate":   func(ctx context.Context, env *Env) error { return deviceSetCertState(ctx, env, true) },
+		"deactivate": func(ctx context.Context, env *Env) error { return deviceSetCertState(ctx, env, false) },
+		"allow":      deviceAllow,
+		"allowlist":  deviceAllowlist,
+		"expiring":   deviceExpiring,
 	})
 }
 
@@ -761,4 +776,401 @@ func deviceEvents(ctx context.Context, env *Env) (err error) {
 		return nil
 	}
 	return printEvents(env.Stdout, "", infos, true)
+}
+
+const deviceActivateUsage = `
+Usage: credloop device activate|deactivate (--cert-id ID | --cert FILE) [--dir DIR]
+
+Change the status of a registered certificate, as AWS IoT's
+update-certificate does. activate makes it ACTIVE: a certificate that
+connected under a JITR CA waits PENDING_ACTIVATION for this, and an
+INACTIVE one connects again. deactivate makes it INACTIVE: the cloud
+refuses it, and drops its live sessions. ID is the certificateId (SHA-256
+of the certificate's DER, as 'credloop device show' and the
+$aws/events/certificates/registered event give it; a unique prefix of at
+least 8 hex digits will do); --cert takes it from a certificate file. A
+REVOKED certificate stays revoked.
+
+Examples:
+  credloop device activate --dir ./lab --cert-id 3f9a0c1d
+  credloop device deactivate --dir ./lab --cert ./dev1.crt.pem
+`
+
+// findCert resolves --cert-id (a certificateId or a unique prefix of 8+
+// hex digits) or --cert FILE to a registered certificate.
+func findCert(ctx context.Context, reg *registry.Registry, dir, idArg, certFile string) (registry.Credential, error) {
+	if certFile != "" {
+		certs, err := readCerts(certFile)
+		if err != nil {
+			return registry.Credential{}, err
+		}
+		c, err := reg.CertificateByFingerprint(ctx, registry.Fingerprint(certs[0].Raw))
+		if errors.Is(err, registry.ErrNotFound) {
+			return c, fmt.Errorf("%s (certificateId %s) is not registered", certFile, registry.Fingerprint(certs[0].Raw))
+		}
+		return c, err
+	}
+	want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(idArg), ":", ""))
+	if len(want) == 64 {
+		c, err := reg.CertificateByFingerprint(ctx, want)
+		if errors.Is(err, registry.ErrNotFound) {
+			return c, fmt.Errorf("no registered certificate has certificateId %s (see `credloop device show --project PROJECT ID --dir %s`)", want, shellArg(dir))
+		}
+		return c, err
+	}
+	creds, err := reg.Credentials(ctx, "", "")
+	if err != nil {
+		return registry.Credential{}, err
+	}
+	var match []registry.Credential
+	for _, c := range creds {
+		if c.Kind == registry.KindCert && strings.HasPrefix(c.Fingerprint, want) {
+			match = append(match, c)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return registry.Credential{}, fmt.Errorf("no registered certificate has a certificateId starting with %s", want)
+	case 1:
+		return match[0], nil
+	}
+	return registry.Credential{}, fmt.Errorf("certificateId prefix %s matches %d certificates: give more digits", want, len(match))
+}
+
+func deviceSetCertState(ctx context.Context, env *Env, activate bool) (err error) {
+	verb, to, kind := "deactivate", registry.StateInactive, evCertDeactivated
+	if activate {
+		verb, to, kind = "activate", registry.StateActive, evCertActivated
+	}
+	fs := flagSet(env, "device "+verb, deviceActivateUsage)
+	dir := addDirFlag(fs)
+	idArg := fs.String("cert-id", "", "certificateId `ID` (hex SHA-256 of the DER), or a unique prefix of 8+ hex digits")
+	certFile := fs.String("cert", "", "the certificate `FILE` (PEM or DER), instead of --cert-id")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if (*idArg == "") == (*certFile == "") {
+		return usageErr("give exactly one of --cert-id ID and --cert FILE")
+	}
+	if *idArg != "" {
+		want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(*idArg), ":", ""))
+		if len(want) < 8 || len(want) > 64 || strings.Trim(want, "0123456789abcdef") != "" {
+			return usageErr("--cert-id %q: want the certificateId (64 hex digits), or a prefix of at least 8", clipArg(*idArg))
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	c, err := findCert(ctx, reg, *dir, *idArg, *certFile)
+	if err != nil {
+		return err
+	}
+	owner := c.Project + "/" + c.Device
+	if c.Device == "" {
+		owner = c.Project + " (not attached to a device)"
+	}
+	switch c.State {
+	case to:
+		fmt.Fprintf(env.Stdout, "certificate %s of %s is already %s\n", c.Fingerprint, owner, to)
+		return nil
+	case registry.StateRevoked:
+		return fmt.Errorf("certificate %s of %s is REVOKED, which is final", c.Fingerprint, owner)
+	}
+	if err := reg.SetCredentialState(ctx, c.ID, to); err != nil {
+		return err
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.Fingerprint, Kind: kind,
+		Reason: fmt.Sprintf("%s -> %s %s", c.State, to, cliEventReasonFrom)})
+	fmt.Fprintf(env.Stdout, "certificate %s of %s: %s -> %s\n", c.Fingerprint, owner, c.State, to)
+	return nil
+}
+
+const deviceAllowUsage = `
+Usage: credloop device allow --project PROJECT --udid UDID (--pubkey FILE | --cert FILE | --csr FILE) [--dir DIR]
+
+Put a device on the allowlist for run-time CSR provisioning (TI CC3220
+style): the cloud's HTTPS endpoint signs a CSR posted to
+/v1/provision/csr when its CN is a listed UDID and it carries that UDID's
+public key. The key comes from a public key file (PEM "PUBLIC KEY" or
+DER), or from the certificate or CSR the device made (PEM or DER). A
+UDID is listed once; allowing it again with the same key is harmless.
+
+Examples:
+  credloop device allow --dir ./lab --project myproject --udid 0123456789ABCDEF --pubkey ./udid-0123.pub.pem
+  openssl req -new -key dev.key -subj /CN=0123456789ABCDEF -out dev.csr
+  credloop device allow --dir ./lab --project myproject --udid 0123456789ABCDEF --csr dev.csr
+`
+
+// readPublicKey reads the SubjectPublicKeyInfo DER of a public key,
+// certificate or CSR file.
+func readPublicKey(pubFile, certFile, csrFile string) ([]byte, error) {
+	switch {
+	case certFile != "":
+		certs, err := readCerts(certFile)
+		if err != nil {
+			return nil, err
+		}
+		return certs[0].RawSubjectPublicKeyInfo, nil
+	case csrFile != "":
+		data, err := readInput(csrFile, fakeca.MaxCSRSize)
+		if err != nil {
+			return nil, err
+		}
+		csr, err := fakeca.ParseCSR(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", csrFile, err)
+		}
+		return csr.RawSubjectPublicKeyInfo, nil
+	}
+	data, err := readInput(pubFile, 64<<10)
+	if err != nil {
+		return nil, err
+	}
+	der := data
+	if b, _ := pem.Decode(data); b != nil {
+		if b.Type != "PUBLIC KEY" {
+			return nil, fmt.Errorf("%s holds a PEM %q block, want PUBLIC KEY (openssl pkey -pubout); use --cert or --csr for those", pubFile, b.Type)
+		}
+		der = b.Bytes
+	}
+	if _, err := x509.ParsePKIXPublicKey(der); err != nil {
+		return nil, fmt.Errorf("%s is not a public key (PEM PUBLIC KEY or DER SubjectPublicKeyInfo): %v", pubFile, err)
+	}
+	return der, nil
+}
+
+func deviceAllow(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device allow", deviceAllowUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` the device is provisioned into")
+	udid := fs.String("udid", "", "the device's `UDID` (the CN of its CSRs)")
+	pubFile := fs.String("pubkey", "", "public key `FILE`, PEM or DER")
+	certFile := fs.String("cert", "", "certificate `FILE` (PEM or DER) whose key to allow")
+	csrFile := fs.String("csr", "", "CSR `FILE` (PEM or DER) whose key to allow")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if *udid == "" {
+		return usageErr("missing --udid")
+	}
+	if err := registry.ValidID(*udid); err != nil {
+		return usageErr("--udid: %v", err)
+	}
+	n := 0
+	for _, f := range []string{*pubFile, *certFile, *csrFile} {
+		if f != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return usageErr("give exactly one of --pubkey FILE, --cert FILE and --csr FILE")
+	}
+	key, err := readPublicKey(*pubFile, *certFile, *csrFile)
+	if err != nil {
+		return err
+	}
+	reg, err := openProject(ctx, *dir, *project)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	before, _ := reg.AllowEntry(ctx, *udid)
+	e, err := reg.Allow(ctx, *project, *udid, key)
+	if errors.Is(err, registry.ErrExists) {
+		return fmt.Errorf("UDID %s is already on the allowlist of project %s with key fp=%s (see `credloop device allowlist --dir %s`)",
+			*udid, before.Project, short(before.PublicKeyFingerprint, 8), shellArg(*dir))
+	}
+	if err != nil {
+		return err
+	}
+	kt := "unknown key type"
+	if pub, perr := x509.ParsePKIXPublicKey(key); perr == nil {
+		if t, terr := fakeca.KeyTypeOf(pub); terr == nil {
+			kt = string(t)
+		}
+	}
+	if before.UDID != "" {
+		fmt.Fprintf(env.Stdout, "UDID %s is already allowed in project %s with this key (%s, fp=%s)\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
+		return nil
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: *udid, Credential: e.PublicKeyFingerprint, Kind: evAllowed,
+		Reason: fmt.Sprintf("UDID %s allowed with key fp=%s %s", *udid, short(e.PublicKeyFingerprint, 8), cliEventReasonFrom)})
+	fmt.Fprintf(env.Stdout, "allowed UDID %s in project %s with key %s, fp=%s\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
+	return nil
+}
+
+// allowInfo is an allowlist entry for --json.
+type allowInfo struct {
+	UDID                 string    `json:"udid"`
+	Project              string    `json:"project"`
+	PublicKeyFingerprint string    `json:"public_key_fingerprint"`
+	Provisioned          bool      `json:"provisioned"`
+	Added                time.Time `json:"added"`
+}
+
+const deviceAllowlistUsage = `
+Usage: credloop device allowlist [--project PROJECT] [--dir DIR] [--json]
+
+List the run-time CSR provisioning allowlist, of one project or of all:
+UDID, public key fingerprint (SHA-256 of the SubjectPublicKeyInfo DER),
+whether a certificate was issued for it, and when it was added.
+
+Examples:
+  credloop device allowlist --dir ./lab
+  credloop device allowlist --dir ./lab --project myproject --json
+`
+
+func deviceAllowlist(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device allowlist", deviceAllowlistUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "only entries of `PROJECT`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if *project != "" {
+		if err := projectArg(*project); err != nil {
+			return err
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *project != "" {
+		if err := needProject(ctx, reg, *dir, *project); err != nil {
+			return err
+		}
+	}
+	es, err := reg.Allowlist(ctx, *project)
+	if err != nil {
+		return err
+	}
+	infos := make([]allowInfo, 0, len(es))
+	for _, e := range es {
+		infos = append(infos, allowInfo{UDID: e.UDID, Project: e.Project, PublicKeyFingerprint: e.PublicKeyFingerprint, Provisioned: e.Provisioned, Added: e.Added})
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(env.Stdout, "the allowlist is empty: add a device with `credloop device allow --project PROJECT --udid UDID --pubkey FILE`")
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "PROJECT\tUDID\tKEY FINGERPRINT\tPROVISIONED\tADDED")
+	for _, e := range infos {
+		prov := "no"
+		if e.Provisioned {
+			prov = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Project, e.UDID, short(e.PublicKeyFingerprint, 16), prov, rfc3339(e.Added))
+	}
+	return tw.Flush()
+}
+
+const deviceExpiringUsage = `
+Usage: credloop device expiring [--within DURATION] [--project PROJECT] [--dir DIR] [--json]
+
+List the ACTIVE and PENDING_ACTIVATION certificates whose NotAfter falls
+within DURATION from now (default 30d), soonest first, with the days left;
+certificates already expired are listed too, with negative days. DURATION
+is a number of days ("60d") or a Go duration ("36h", "90m").
+
+Examples:
+  credloop device expiring --dir ./lab --within 60d
+  credloop device expiring --dir ./lab --project myproject --within 7d --json
+`
+
+// parseWithin parses "60d" (days) or a Go duration; it must be positive.
+func parseWithin(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 || n > 100*366 {
+			return 0, usageErr("--within %q: want a positive number of days like 60d, or a duration like 36h", clipArg(s))
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, usageErr("--within %q: want a positive number of days like 60d, or a duration like 36h", clipArg(s))
+	}
+	return d, nil
+}
+
+// expiringInfo is an expiring certificate for --json.
+type expiringInfo struct {
+	Project       string    `json:"project"`
+	Device        string    `json:"device,omitempty"`
+	CertificateID string    `json:"certificateId"`
+	Serial        string    `json:"serial"`
+	State         string    `json:"state"`
+	NotAfter      time.Time `json:"not_after"`
+	DaysLeft      int       `json:"days_left"` // whole days, rounded toward zero; negative when expired
+}
+
+func deviceExpiring(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "device expiring", deviceExpiringUsage)
+	dir := addDirFlag(fs)
+	within := fs.String("within", "30d", "list certificates expiring within `DURATION` (60d, 36h)")
+	project := fs.String("project", "", "only certificates of `PROJECT`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	d, err := parseWithin(*within)
+	if err != nil {
+		return err
+	}
+	if *project != "" {
+		if err := projectArg(*project); err != nil {
+			return err
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *project != "" {
+		if err := needProject(ctx, reg, *dir, *project); err != nil {
+			return err
+		}
+	}
+	now := time.Now()
+	creds, err := reg.ExpiringCertificates(ctx, d, now)
+	if err != nil {
+		return err
+	}
+	infos := []expiringInfo{}
+	for _, c := range creds {
+		if *project != "" && c.Project != *project {
+			continue
+		}
+		infos = append(infos, expiringInfo{Project: c.Project, Device: c.Device, CertificateID: c.Fingerprint, Serial: c.Serial,
+			State: string(c.State), NotAfter: c.NotAfter, DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)})
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintf(env.Stdout, "no certificate expires within %s\n", *within)
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "PROJECT\tDEVICE\tCERTIFICATE ID\tSERIAL\tSTATE\tNOT AFTER\tDAYS LEFT")
+	for _, e := range infos {
+		left := strconv.Itoa(e.DaysLeft)
+		if e.DaysLeft < 0 || !e.NotAfter.After(now) {
+			left += " (expired)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Project, dashIfEmpty(e.Device), short(e.CertificateID, 16), e.Serial, e.State, rfc3339(e.NotAfter), left)
+	}
+	return tw.Flush()
 }

@@ -2,8 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -11,6 +17,7 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
 )
 
 var pskLine = regexp.MustCompile(`(?m)^psk: ([0-9a-f]+)$`)
@@ -303,4 +310,299 @@ func TestAdminUsage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// issueAt issues a certificate for dev of proj from a with the given
+// NotAfter and returns it with its key.
+func issueAt(t *testing.T, a *fakeca.Authority, dev string, notAfter time.Time) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
+	notBefore := time.Now().Add(-time.Hour)
+	if !notBefore.Before(notAfter) {
+		notBefore = notAfter.Add(-24 * time.Hour)
+	}
+	c, k, err := a.Issuing.IssueWith(fakeca.Template{CN: dev, Org: "proj", NotBefore: notBefore, NotAfter: notAfter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, k
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) string {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestDeviceActivateDeactivate(t *testing.T) {
+	ctx := t.Context()
+	dir := newProjectDir(t)
+	work := t.TempDir()
+	reg := openTestRegistry(t, dir)
+	a, err := fakeca.Init(fakeca.ECDSAP256, fakeca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, _ := issueAt(t, a, "thing-1", time.Now().Add(time.Hour))
+	c, err := reg.AddCertificate(ctx, "proj", "", pending.Raw, registry.StatePendingActivation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile := writePEM(t, filepath.Join(work, "thing.pem"), "CERTIFICATE", pending.Raw)
+	revoked, _ := issueAt(t, a, "thing-2", time.Now().Add(time.Hour))
+	rc, err := reg.AddCertificate(ctx, "proj", "", revoked.Raw, registry.StateRevoked)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	steps := []struct {
+		name  string
+		args  []string
+		state registry.CredState
+		out   string
+	}{
+		{"activate by prefix", []string{"activate", "--cert-id", strings.ToUpper(c.Fingerprint[:10])}, registry.StateActive, "PENDING_ACTIVATION -> ACTIVE"},
+		{"activate again", []string{"activate", "--cert-id", c.Fingerprint}, registry.StateActive, "already ACTIVE"},
+		{"deactivate by file", []string{"deactivate", "--cert", certFile}, registry.StateInactive, "ACTIVE -> INACTIVE"},
+		{"activate an inactive one", []string{"activate", "--cert-id", c.Fingerprint}, registry.StateActive, "INACTIVE -> ACTIVE"},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			r := mustCLI(t, append([]string{"device", st.args[0], "--dir", dir}, st.args[1:]...)...)
+			if !strings.Contains(r.stdout, st.out) || !strings.Contains(r.stdout, "not attached to a device") {
+				t.Errorf("output:\n%s", r.stdout)
+			}
+			if got, err := reg.Credential(ctx, c.ID); err != nil || got.State != st.state {
+				t.Errorf("state %s, %v; want %s", got.State, err, st.state)
+			}
+		})
+	}
+	for _, kind := range []string{"certificate.activated", "certificate.deactivated"} {
+		evs, err := reg.Events(ctx, registry.Filter{Kind: kind})
+		if err != nil || len(evs) == 0 || evs[0].Credential != c.Fingerprint || evs[0].Project != "proj" {
+			t.Errorf("%s events: %+v, %v", kind, evs, err)
+		}
+	}
+	for _, tt := range []struct {
+		name string
+		code int
+		want []string
+		args []string
+	}{
+		{"neither", 2, []string{"exactly one of --cert-id ID and --cert FILE"}, []string{"activate"}},
+		{"both", 2, []string{"exactly one"}, []string{"activate", "--cert-id", c.Fingerprint, "--cert", certFile}},
+		{"short", 2, []string{"prefix of at least 8"}, []string{"activate", "--cert-id", "abc"}},
+		{"not hex", 2, []string{"--cert-id"}, []string{"deactivate", "--cert-id", "xyzxyzxyz"}},
+		{"unknown", 1, []string{"no registered certificate"}, []string{"activate", "--cert-id", "00000000"}},
+		{"unknown full", 1, []string{"no registered certificate"}, []string{"activate", "--cert-id", strings.Repeat("0", 64)}},
+		{"revoked", 1, []string{"REVOKED, which is final"}, []string{"activate", "--cert-id", rc.Fingerprint}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			failCLI(t, tt.code, tt.want, append([]string{"device", tt.args[0], "--dir", dir}, tt.args[1:]...)...)
+		})
+	}
+}
+
+func TestDeviceAllow(t *testing.T) {
+	ctx := t.Context()
+	dir := newProjectDir(t)
+	mustCLI(t, "project", "create", "other", "--dir", dir)
+	work := t.TempDir()
+	reg := openTestRegistry(t, dir)
+	a, err := fakeca.Init(fakeca.ECDSAP256, fakeca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key := issueAt(t, a, "UDID-1", time.Now().Add(time.Hour))
+	spki := cert.RawSubjectPublicKeyInfo
+	pubPEM := writePEM(t, filepath.Join(work, "k.pub.pem"), "PUBLIC KEY", spki)
+	pubDER := filepath.Join(work, "k.pub.der")
+	if err := os.WriteFile(pubDER, spki, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certPEM := writePEM(t, filepath.Join(work, "c.pem"), "CERTIFICATE", cert.Raw)
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "UDID-3"}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrFile := writePEM(t, filepath.Join(work, "r.csr"), "CERTIFICATE REQUEST", csrDER)
+	_, otherKey := issueAt(t, a, "x", time.Now().Add(time.Hour))
+	otherDER, err := x509.MarshalPKIXPublicKey(otherKey.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPub := writePEM(t, filepath.Join(work, "o.pub.pem"), "PUBLIC KEY", otherDER)
+	keyPEM, err := fakeca.EncodeKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	privFile := filepath.Join(work, "k.key")
+	if err := os.WriteFile(privFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	garbage := filepath.Join(work, "garbage")
+	if err := os.WriteFile(garbage, []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, tt := range []struct {
+		name, project, udid string
+		args                []string
+		out                 string
+	}{
+		{"pubkey PEM", "proj", "UDID-1", []string{"--pubkey", pubPEM}, "allowed UDID UDID-1 in project proj with key ecdsa-p256"},
+		{"again", "proj", "UDID-1", []string{"--pubkey", pubDER}, "already allowed"},
+		{"cert", "proj", "UDID-2", []string{"--cert", certPEM}, "allowed UDID UDID-2"},
+		{"csr", "other", "UDID-3", []string{"--csr", csrFile}, "allowed UDID UDID-3 in project other"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := mustCLI(t, append([]string{"device", "allow", "--dir", dir, "--project", tt.project, "--udid", tt.udid}, tt.args...)...)
+			if !strings.Contains(r.stdout, tt.out) || !strings.Contains(r.stdout, "fp="+registry.Fingerprint(spki)[:8]) {
+				t.Errorf("output:\n%s", r.stdout)
+			}
+			e, err := reg.AllowEntry(ctx, tt.udid)
+			if err != nil || e.Project != tt.project || string(e.PublicKeyDER) != string(spki) {
+				t.Errorf("entry %+v, %v", e, err)
+			}
+		})
+	}
+	if evs, err := reg.Events(ctx, registry.Filter{Kind: "allowlist.added"}); err != nil || len(evs) != 3 {
+		t.Errorf("allowlist.added events: %d, %v", len(evs), err)
+	}
+	for _, tt := range []struct {
+		name string
+		code int
+		want []string
+		args []string
+	}{
+		{"other key", 1, []string{"already on the allowlist of project proj"}, []string{"--project", "proj", "--udid", "UDID-1", "--pubkey", otherPub}},
+		{"no key", 2, []string{"exactly one of --pubkey"}, []string{"--project", "proj", "--udid", "U"}},
+		{"two keys", 2, []string{"exactly one of --pubkey"}, []string{"--project", "proj", "--udid", "U", "--pubkey", pubPEM, "--cert", certPEM}},
+		{"no udid", 2, []string{"missing --udid"}, []string{"--project", "proj", "--pubkey", pubPEM}},
+		{"bad udid", 2, []string{"--udid"}, []string{"--project", "proj", "--udid", "a b", "--pubkey", pubPEM}},
+		{"no project", 2, []string{"missing --project"}, []string{"--udid", "U", "--pubkey", pubPEM}},
+		{"unknown project", 1, []string{"project nope does not exist"}, []string{"--project", "nope", "--udid", "U", "--pubkey", pubPEM}},
+		{"private key", 1, []string{"want PUBLIC KEY"}, []string{"--project", "proj", "--udid", "U", "--pubkey", privFile}},
+		{"garbage", 1, []string{"is not a public key"}, []string{"--project", "proj", "--udid", "U", "--pubkey", garbage}},
+		{"garbage CSR", 1, []string{"garbage"}, []string{"--project", "proj", "--udid", "U", "--csr", garbage}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := failCLI(t, tt.code, tt.want, append([]string{"device", "allow", "--dir", dir}, tt.args...)...)
+			if strings.Contains(r.stdout+r.stderr, string(keyPEM)) {
+				t.Error("output shows the private key")
+			}
+		})
+	}
+
+	r := mustCLI(t, "device", "allowlist", "--dir", dir)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "PROJECT") || !strings.Contains(lines[1], "UDID-3") || !strings.Contains(lines[3], "UDID-2") {
+		t.Errorf("allowlist:\n%s", r.stdout)
+	}
+	if err := reg.MarkProvisioned(ctx, "UDID-2"); err != nil {
+		t.Fatal(err)
+	}
+	r = mustCLI(t, "device", "allowlist", "--dir", dir, "--project", "proj", "--json")
+	var infos []allowInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 2 || infos[1].UDID != "UDID-2" || !infos[1].Provisioned || infos[0].Provisioned {
+		t.Errorf("allowlist --json: %v\n%s", err, r.stdout)
+	}
+}
+
+func TestDeviceExpiring(t *testing.T) {
+	ctx := t.Context()
+	dir := newProjectDir(t)
+	mustCLI(t, "project", "create", "other", "--dir", dir)
+	mustCLI(t, "device", "add", "--dir", dir, "--project", "proj", "dev1")
+	reg := openTestRegistry(t, dir)
+	a, err := fakeca.Init(fakeca.ECDSAP256, fakeca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	add := func(project, device string, notAfter time.Time, s registry.CredState) registry.Credential {
+		c, _ := issueAt(t, a, "x", notAfter)
+		cred, err := reg.AddCertificate(ctx, project, device, c.Raw, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cred
+	}
+	soon := add("proj", "dev1", now.Add(10*24*time.Hour+time.Hour), registry.StateActive)
+	expired := add("proj", "dev1", now.Add(-2*24*time.Hour-time.Hour), registry.StateActive)
+	pending := add("other", "", now.Add(50*24*time.Hour+time.Hour), registry.StatePendingActivation)
+	add("proj", "dev1", now.Add(400*24*time.Hour), registry.StateActive) // too far
+	add("proj", "dev1", now.Add(5*24*time.Hour), registry.StateRevoked)  // revoked
+	add("proj", "dev1", now.Add(5*24*time.Hour), registry.StateInactive) // inactive
+
+	r := mustCLI(t, "device", "expiring", "--dir", dir, "--within", "60d")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "PROJECT") {
+		t.Fatalf("expiring:\n%s", r.stdout)
+	}
+	for i, want := range []struct {
+		c    registry.Credential
+		cell string
+	}{{expired, "-2 (expired)"}, {soon, "10"}, {pending, "50"}} {
+		if !strings.Contains(lines[i+1], want.c.Fingerprint[:16]) || !strings.HasSuffix(lines[i+1], want.cell) || !strings.Contains(lines[i+1], want.c.Serial) {
+			t.Errorf("line %d %q, want %s ... %s", i+1, lines[i+1], want.c.Fingerprint[:16], want.cell)
+		}
+	}
+	if !strings.Contains(lines[3], " - ") {
+		t.Errorf("an unattached certificate shows no device: %q", lines[3])
+	}
+	r = mustCLI(t, "device", "expiring", "--dir", dir, "--within", "720h", "--project", "proj", "--json")
+	var infos []expiringInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 2 || infos[1].CertificateID != soon.Fingerprint || infos[1].DaysLeft != 10 || infos[0].DaysLeft != -2 || infos[1].Device != "dev1" {
+		t.Errorf("expiring --json: %v\n%s", err, r.stdout)
+	}
+	if r := mustCLI(t, "device", "expiring", "--dir", dir, "--within", "1d", "--project", "other"); !strings.Contains(r.stdout, "no certificate expires within 1d") {
+		t.Errorf("expiring other:\n%s", r.stdout)
+	}
+	if r := mustCLI(t, "device", "expiring", "--dir", dir, "--project", "other", "--json"); strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("expiring --json with none: %s", r.stdout)
+	}
+	for _, bad := range []string{"0d", "-5d", "soon", "xd", "-1h"} {
+		failCLI(t, 2, []string{"--within"}, "device", "expiring", "--dir", dir, "--within", bad)
+	}
+	failCLI(t, 1, []string{"does not exist"}, "device", "expiring", "--dir", dir, "--project", "nope")
+}
+
+func TestLifecycleUsage(t *testing.T) {
+	for _, cmd := range [][]string{
+		{"ca", "register"}, {"ca", "registrations"}, {"project", "template"}, {"project", "templates"},
+		{"device", "activate"}, {"device", "deactivate"}, {"device", "allow"}, {"device", "allowlist"}, {"device", "expiring"},
+	} {
+		t.Run(strings.Join(cmd, " "), func(t *testing.T) {
+			r := runCLI(t, append(cmd, "--help")...)
+			if r.code != 0 {
+				t.Fatalf("exit %d:\n%v", r.code, r)
+			}
+			if out := r.stdout + r.stderr; !strings.Contains(out, "Examples:") || !strings.Contains(out, "credloop "+strings.Join(cmd, " ")) {
+				t.Fatalf("help lacks examples:\n%s", out)
+			}
+		})
+	}
+	for _, group := range []string{"ca", "project", "device"} {
+		r := runCLI(t, group, "--help")
+		for _, cmd := range map[string][]string{"ca": {"register", "registrations"}, "project": {"template", "templates"},
+			"device": {"activate", "deactivate", "allow", "allowlist", "expiring"}}[group] {
+			if !strings.Contains(r.stdout, "  "+cmd+" ") && !strings.Contains(r.stdout, "  "+cmd+"\n") {
+				t.Errorf("%s --help does not list %s:\n%s", group, cmd, r.stdout)
+			}
+		}
+	}
+}
+
+func FuzzParseWithin(f *testing.F) {
+	for _, s := range []string{"60d", "36h", "0d", "-1d", "1.5d", "9999999999999999999d", "d", "", "1h30m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := parseWithin(s)
+		if err == nil && d <= 0 {
+			t.Fatalf("parseWithin(%q) = %v", s, d)
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -28,6 +29,9 @@ Subcommands:
   show     show a project: trusted roots, device count
   trust    trust a root or intermediate CA certificate
   untrust  stop trusting a certificate
+  template create or change a fleet-provisioning template
+  templates
+           list the fleet-provisioning templates
 
 Examples:
   credloop project create myproject --dir ./lab
@@ -44,6 +48,9 @@ func runProject(ctx context.Context, env *Env) error {
 		"show":    projectShow,
 		"trust":   projectTrust,
 		"untrust": projectUntrust,
+
+		"template":  projectTemplate,
+		"templates": projectTemplates,
 	})
 }
 
@@ -357,4 +364,167 @@ func projectUntrust(ctx context.Context, env *Env) (err error) {
 		Reason: fmt.Sprintf("untrusted %s %s", r.Subject, cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "project %s no longer trusts %s (%s)\n", id, r.Subject, r.Fingerprint)
 	return nil
+}
+
+const projectTemplateUsage = `
+Usage: credloop project template --project PROJECT NAME [--thing-name-param PARAM] [--thing-prefix PREFIX] [--require A,B] [--inactive] [--dir DIR]
+
+Create (or change) the fleet-provisioning template NAME of a project, as
+an AWS IoT provisioning template reduced to what devices see. A device
+holding a claim certificate (see 'credloop ca register --mode claim')
+calls RegisterThing on $aws/provisioning-templates/NAME/provision/json
+with its ownership token and parameters; the thing is named PREFIX +
+the value of PARAM (default SerialNumber), every parameter of --require
+must be present, and the new certificate becomes ACTIVE (INACTIVE with
+--inactive). NAME is at most 36 characters of letters, digits and . _ : -.
+Template names are unique in the registry.
+
+Examples:
+  credloop project template --dir ./lab --project myproject fleet
+  credloop project template --dir ./lab --project myproject esp32 --thing-name-param Mac --thing-prefix esp- --require Mac,Model
+  credloop project template --dir ./lab --project myproject quarantine --inactive
+`
+
+func projectTemplate(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project template", projectTemplateUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "`PROJECT` of the template")
+	param := fs.String("thing-name-param", registry.DefaultThingNameParam, "`PARAM` whose value names the thing")
+	prefix := fs.String("thing-prefix", "", "`PREFIX` prepended to the thing name")
+	require := fs.String("require", "", "comma-separated `PARAMS` RegisterThing must carry")
+	inactive := fs.Bool("inactive", false, "RegisterThing leaves the certificate INACTIVE instead of ACTIVE")
+	pos, err := parseArgs(fs, env.Args, "template NAME")
+	if err != nil {
+		return err
+	}
+	name := pos[0]
+	if err := projectArg(*project); err != nil {
+		return err
+	}
+	if err := registry.ValidTemplateName(name); err != nil {
+		return usageErr("%v", err)
+	}
+	t := registry.Template{Name: name, Project: *project, ThingNameParam: *param, ThingPrefix: *prefix, Activate: !*inactive}
+	for _, p := range strings.Split(*require, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			t.Required = append(t.Required, p)
+		}
+	}
+	for _, p := range append([]string{t.ThingNameParam}, t.Required...) {
+		if err := registry.ValidID(p); err != nil {
+			return usageErr("parameter name: %v", err)
+		}
+	}
+	if t.ThingPrefix != "" {
+		if err := registry.ValidID(t.ThingPrefix); err != nil {
+			return usageErr("--thing-prefix: %v", err)
+		}
+	}
+	reg, err := openProject(ctx, *dir, *project)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	_, terr := reg.Template(ctx, name)
+	verb := "created"
+	if terr == nil {
+		verb = "changed"
+	}
+	t, err = reg.PutTemplate(ctx, t)
+	if errors.Is(err, registry.ErrExists) {
+		return fmt.Errorf("template %s belongs to another project (template names are unique; see `credloop project templates --dir %s`)", name, shellArg(*dir))
+	}
+	if err != nil {
+		return err
+	}
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Kind: evTemplatePut,
+		Reason: fmt.Sprintf("template %s %s %s", name, verb, cliEventReasonFrom)})
+	fmt.Fprintf(env.Stdout, "%s template %s of project %s\n", verb, t.Name, t.Project)
+	printTemplate(env.Stdout, templateInfoOf(t))
+	fmt.Fprintf(env.Stdout, "devices provision on $aws/provisioning-templates/%s/provision/json (or /cbor)\n", t.Name)
+	return nil
+}
+
+// templateInfo is a provisioning template for --json.
+type templateInfo struct {
+	Name           string    `json:"name"`
+	Project        string    `json:"project"`
+	ThingNameParam string    `json:"thing_name_param"`
+	ThingPrefix    string    `json:"thing_prefix,omitempty"`
+	Required       []string  `json:"required"`
+	Certificate    string    `json:"certificate_status"` // ACTIVE or INACTIVE after RegisterThing
+	Created        time.Time `json:"created"`
+}
+
+func templateInfoOf(t registry.Template) templateInfo {
+	status := "ACTIVE"
+	if !t.Activate {
+		status = "INACTIVE"
+	}
+	return templateInfo{Name: t.Name, Project: t.Project, ThingNameParam: t.ThingNameParam, ThingPrefix: t.ThingPrefix,
+		Required: t.Required, Certificate: status, Created: t.Created}
+}
+
+func printTemplate(w io.Writer, t templateInfo) {
+	tw := newTable(w)
+	fmt.Fprintf(tw, "  thing name\t%s<%s>\n", t.ThingPrefix, t.ThingNameParam)
+	fmt.Fprintf(tw, "  required parameters\t%s\n", strings.Join(t.Required, ", "))
+	fmt.Fprintf(tw, "  certificate after RegisterThing\t%s\n", t.Certificate)
+	tw.Flush()
+}
+
+const projectTemplatesUsage = `
+Usage: credloop project templates [--project PROJECT] [--dir DIR] [--json]
+
+List the fleet-provisioning templates, of one project or of all.
+
+Examples:
+  credloop project templates --dir ./lab
+  credloop project templates --dir ./lab --project myproject --json
+`
+
+func projectTemplates(ctx context.Context, env *Env) (err error) {
+	fs := flagSet(env, "project templates", projectTemplatesUsage)
+	dir := addDirFlag(fs)
+	project := fs.String("project", "", "only templates of `PROJECT`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, err := parseArgs(fs, env.Args); err != nil {
+		return err
+	}
+	if *project != "" {
+		if err := projectArg(*project); err != nil {
+			return err
+		}
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, reg.Close()) }()
+	if *project != "" {
+		if err := needProject(ctx, reg, *dir, *project); err != nil {
+			return err
+		}
+	}
+	ts, err := reg.Templates(ctx, *project)
+	if err != nil {
+		return err
+	}
+	infos := make([]templateInfo, 0, len(ts))
+	for _, t := range ts {
+		infos = append(infos, templateInfoOf(t))
+	}
+	if *asJSON {
+		return emitJSON(env.Stdout, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(env.Stdout, "no templates: create one with `credloop project template --project PROJECT NAME`")
+		return nil
+	}
+	tw := newTable(env.Stdout)
+	fmt.Fprintln(tw, "PROJECT\tTEMPLATE\tTHING NAME\tREQUIRED\tCERTIFICATE\tCREATED")
+	for _, t := range infos {
+		fmt.Fprintf(tw, "%s\t%s\t%s<%s>\t%s\t%s\t%s\n", t.Project, t.Name, t.ThingPrefix, t.ThingNameParam, strings.Join(t.Required, ","), t.Certificate, rfc3339(t.Created))
+	}
+	return tw.Flush()
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
@@ -99,5 +100,61 @@ func TestProject(t *testing.T) {
 	r = mustCLI(t, "project", "show", "proj", "--dir", dir, "--json")
 	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || len(p.TrustedRoots) != 1 || p.TrustedRoots[0].Fingerprint == fp {
 		t.Fatalf("after untrust: %+v %v", p, err)
+	}
+}
+
+func TestProjectTemplate(t *testing.T) {
+	dir := newProjectDir(t)
+	mustCLI(t, "project", "create", "other", "--dir", dir)
+	reg := openTestRegistry(t, dir)
+	ctx := t.Context()
+
+	r := mustCLI(t, "project", "template", "--dir", dir, "--project", "proj", "fleet")
+	for _, want := range []string{"created template fleet of project proj", "<SerialNumber>", "ACTIVE", "$aws/provisioning-templates/fleet/provision/json"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("template output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = mustCLI(t, "project", "template", "fleet", "--dir", dir, "--project", "proj", "--thing-name-param", "Mac", "--thing-prefix", "esp-", "--require", "Model, Mac", "--inactive")
+	if !strings.Contains(r.stdout, "changed template fleet") || !strings.Contains(r.stdout, "esp-<Mac>") || !strings.Contains(r.stdout, "INACTIVE") {
+		t.Errorf("template change:\n%s", r.stdout)
+	}
+	got, err := reg.Template(ctx, "fleet")
+	if err != nil || got.ThingNameParam != "Mac" || got.ThingPrefix != "esp-" || strings.Join(got.Required, ",") != "Mac,Model" || got.Activate {
+		t.Fatalf("stored %+v, %v", got, err)
+	}
+	mustCLI(t, "project", "template", "--dir", dir, "--project", "other", "t2")
+	if evs, err := reg.Events(ctx, registry.Filter{Kind: "project.template"}); err != nil || len(evs) != 3 {
+		t.Errorf("project.template events: %d, %v", len(evs), err)
+	}
+
+	for _, tt := range []struct {
+		name string
+		code int
+		want []string
+		args []string
+	}{
+		{"no name", 2, []string{"missing template NAME"}, []string{"--project", "proj"}},
+		{"long name", 2, []string{"longer than 36"}, []string{"--project", "proj", strings.Repeat("n", 37)}},
+		{"bad parameter", 2, []string{"parameter name"}, []string{"--project", "proj", "x", "--require", "a b"}},
+		{"bad prefix", 2, []string{"--thing-prefix"}, []string{"--project", "proj", "x", "--thing-prefix", "a/"}},
+		{"no project flag", 2, []string{"missing --project"}, []string{"x"}},
+		{"unknown project", 1, []string{"project nope does not exist"}, []string{"--project", "nope", "x"}},
+		{"another project's name", 1, []string{"belongs to another project"}, []string{"--project", "proj", "t2"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			failCLI(t, tt.code, tt.want, append([]string{"project", "template", "--dir", dir}, tt.args...)...)
+		})
+	}
+
+	r = mustCLI(t, "project", "templates", "--dir", dir)
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[2], "fleet") || !strings.Contains(lines[2], "esp-<Mac>") || !strings.Contains(lines[1], "t2") {
+		t.Errorf("templates:\n%s", r.stdout)
+	}
+	r = mustCLI(t, "project", "templates", "--dir", dir, "--project", "other", "--json")
+	var infos []templateInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || len(infos) != 1 || infos[0].Name != "t2" || infos[0].Certificate != "ACTIVE" {
+		t.Errorf("templates --json: %v\n%s", err, r.stdout)
 	}
 }
