@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud/coap"
+	"github.com/credloop/credloop/cloud/httpapi"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -48,7 +49,11 @@ type Options struct {
 	// means in memory (a fresh CA each time).
 	Dir string
 	// CoAPAddr is the DTLS/CoAP listen address; default "127.0.0.1:0".
+	// Each address may be "-" to leave that endpoint off.
 	CoAPAddr string
+	// HTTPSAddr is the HTTPS listen address (run-time CSR provisioning,
+	// CRLs, CA certificates); default "127.0.0.1:0".
+	HTTPSAddr string
 	// Hosts are extra names/addresses for the server certificate's SANs.
 	Hosts []string
 	// IdleTimeout closes idle DTLS sessions (default 120 s).
@@ -69,6 +74,7 @@ type Options struct {
 // Addrs are the bound addresses of the endpoints.
 type Addrs struct {
 	CoAPS string `json:"coaps,omitempty"`
+	HTTPS string `json:"https,omitempty"`
 }
 
 // Cloud is a running cloud stand-in.
@@ -79,6 +85,7 @@ type Cloud struct {
 	opts      Options
 	ownReg    bool
 	coap      *coap.Server
+	https     *httpapi.Server
 	stopWatch context.CancelFunc
 	watching  sync.WaitGroup
 	closeOnce sync.Once
@@ -129,20 +136,43 @@ func New(opts Options) (*Cloud, error) {
 		}
 		c.ownReg = true
 	}
-	c.coap, err = coap.Listen(coap.Options{
-		Addr:             opts.CoAPAddr,
-		Registry:         c.Registry,
-		Authority:        c.Authority,
-		Hosts:            opts.Hosts,
-		IdleTimeout:      opts.IdleTimeout,
-		HandshakeTimeout: opts.HandshakeTimeout,
-		Now:              opts.Now,
-		Rand:             opts.Rand,
-		Logger:           opts.Logger,
-	})
-	if err != nil {
-		_ = c.Close()
-		return nil, err
+	if opts.CoAPAddr != "-" {
+		c.coap, err = coap.Listen(coap.Options{
+			Addr:             opts.CoAPAddr,
+			Registry:         c.Registry,
+			Authority:        c.Authority,
+			Hosts:            opts.Hosts,
+			IdleTimeout:      opts.IdleTimeout,
+			HandshakeTimeout: opts.HandshakeTimeout,
+			Now:              opts.Now,
+			Rand:             opts.Rand,
+			Logger:           opts.Logger,
+		})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
+	if opts.HTTPSAddr != "-" {
+		others, err := otherCAs(opts.Dir, fakeca.Options{Now: opts.Now, Rand: opts.Rand})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+		c.https, err = httpapi.Listen(httpapi.Options{
+			Addr:      opts.HTTPSAddr,
+			Registry:  c.Registry,
+			Authority: c.Authority,
+			CAs:       others,
+			Hosts:     opts.Hosts,
+			Now:       opts.Now,
+			Rand:      opts.Rand,
+			Logger:    opts.Logger,
+		})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.stopWatch = cancel
@@ -175,7 +205,7 @@ func (c *Cloud) watch(ctx context.Context) {
 			continue
 		}
 		after = ev.Seq
-		if enforced[ev.Kind] {
+		if enforced[ev.Kind] && c.coap != nil {
 			if n := c.coap.Revalidate(ctx); n > 0 {
 				c.opts.Logger.Info("dropped sessions", "after", ev.Kind, "coaps", n)
 			}
@@ -216,11 +246,44 @@ func (c *Cloud) Addrs() Addrs {
 	if c.coap != nil {
 		a.CoAPS = c.coap.Addr().String()
 	}
+	if c.https != nil {
+		a.HTTPS = c.https.Addr().String()
+	}
 	return a
 }
 
-// CoAP is the DTLS/CoAP endpoint.
+// CoAP is the DTLS/CoAP endpoint (nil when off).
 func (c *Cloud) CoAP() *coap.Server { return c.coap }
+
+// HTTPS is the HTTPS endpoint (nil when off).
+func (c *Cloud) HTTPS() *httpapi.Server { return c.https }
+
+// otherCAs loads the CAs of dir other than the default one, whose CRLs and
+// chains the HTTPS endpoint serves too.
+func otherCAs(dir string, fo fakeca.Options) (map[string]*fakeca.Authority, error) {
+	out := map[string]*fakeca.Authority{}
+	if dir == "" {
+		return out, nil
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, CADirName))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return out, nil
+		}
+		return nil, fmt.Errorf("cloud: %w", err)
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == DefaultCA {
+			continue
+		}
+		a, err := fakeca.Load(CADir(dir, e.Name()), fo)
+		if err != nil {
+			return nil, fmt.Errorf("cloud: CA %s: %w", e.Name(), err)
+		}
+		out[e.Name()] = a
+	}
+	return out, nil
+}
 
 // Revoke marks the certificate with serial (issued by the CA certificate
 // whose fingerprint is issuerFP) revoked, and drops live sessions that used
@@ -230,7 +293,11 @@ func (c *Cloud) Revoke(ctx context.Context, issuerFP, serial string, reason int)
 	if err != nil {
 		return err
 	}
-	n := c.coap.Drop(func(p coap.Peer) bool {
+	n := 0
+	if c.coap == nil {
+		return nil
+	}
+	n = c.coap.Drop(func(p coap.Peer) bool {
 		for i := 0; i+1 < len(p.Chain); i++ {
 			if fakeca.Fingerprint(p.Chain[i+1].Raw) == rev.IssuerFingerprint && fmt.Sprintf("%x", p.Chain[i].SerialNumber) == rev.Serial {
 				return true
@@ -247,7 +314,9 @@ func (c *Cloud) DisableDevice(ctx context.Context, project, device string) error
 	if err := c.Registry.SetDeviceDisabled(ctx, project, device, true); err != nil {
 		return err
 	}
-	c.coap.Drop(func(p coap.Peer) bool { return p.Project == project && p.Device == device }, "device disabled")
+	if c.coap != nil {
+		c.coap.Drop(func(p coap.Peer) bool { return p.Project == project && p.Device == device }, "device disabled")
+	}
 	return nil
 }
 
@@ -261,6 +330,9 @@ func (c *Cloud) Close() error {
 		var errs []error
 		if c.coap != nil {
 			errs = append(errs, c.coap.Close())
+		}
+		if c.https != nil {
+			errs = append(errs, c.https.Close())
 		}
 		if c.ownReg && c.Registry != nil {
 			errs = append(errs, c.Registry.Close())
