@@ -1,0 +1,535 @@
+// Package hil describes the boards on a test bench (the hardware map) and how to reset them.
+package hil
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Board kinds.
+const (
+	KindESP32  = "esp32"
+	KindNRF    = "nrf"
+	KindCC3220 = "cc3220"
+)
+
+// DefaultBaud is the console speed when a board does not set one.
+const DefaultBaud = 115200
+
+// Hardware map errors. A *FieldError wraps one of the specific ones and
+// matches ErrInvalidMap.
+var (
+	ErrInvalidMap   = errors.New("hil: invalid hardware map")
+	ErrUnknownField = errors.New("unknown field")
+	ErrMissingField = errors.New("missing field")
+	ErrInvalidValue = errors.New("invalid value")
+	ErrDuplicate    = errors.New("duplicate")
+	ErrConflict     = errors.New("conflicting fields")
+	ErrUnknownBoard = errors.New("hil: no such board")
+	ErrNoFlash      = errors.New("hil: board has no flash command")
+)
+
+// Board is one entry of the hardware map, in the spirit of Zephyr
+// Twister's map.yml. A real board is found by its port, or by the USB
+// identity of its adapter (serial_number and/or location), which survives
+// re-enumeration; an emulated board needs neither.
+type Board struct {
+	Name string `yaml:"name"`
+	Kind string `yaml:"kind"` // KindESP32, KindNRF or KindCC3220
+	// Port is the device path, such as /dev/ttyUSB0.
+	Port string `yaml:"port,omitempty"`
+	// SerialNumber is the USB adapter's serial number string.
+	SerialNumber string `yaml:"serial_number,omitempty"`
+	// Location is the USB bus path, such as 1-1.2 (pytest-embedded's
+	// --port-location).
+	Location string `yaml:"location,omitempty"`
+	// Baud is the console speed; DefaultBaud when not set.
+	Baud int `yaml:"baud,omitempty"`
+	// Reset is an esptool-style DTR/RTS sequence, "console:<command>" or
+	// "power"; empty means the kind's default (see ResetPlan).
+	Reset string `yaml:"reset,omitempty"`
+	// Power is a command that power-cycles the board, e.g.
+	// "uhubctl -l 1-1 -p 2 -a cycle".
+	Power string `yaml:"power,omitempty"`
+	// Flash is a command template with {port}, {image}, {offset} and
+	// {baud} placeholders, e.g. "esptool.py --port {port} write_flash
+	// {offset} {image}".
+	Flash    string   `yaml:"flash,omitempty"`
+	Fixtures []string `yaml:"fixtures,omitempty"`
+	// Emulate runs the board's emulator on a pseudo-terminal instead of
+	// real hardware.
+	Emulate bool `yaml:"emulate,omitempty"`
+
+	// Line is where the board starts in the file it was parsed from (0
+	// if it was not).
+	Line int `yaml:"-"`
+}
+
+// ResetPlan returns how to reset the board: its Reset setting, or else
+// the kind's default: esp32 HardReset, nrf "console:kernel reboot cold"
+// (as the Golioth HIL does), cc3220 its power command if it has one.
+func (b Board) ResetPlan() (Reset, error) {
+	if b.Reset != "" {
+		return ParseReset(b.Reset)
+	}
+	switch b.Kind {
+	case KindESP32:
+		return ParseReset(HardReset)
+	case KindNRF:
+		return Reset{Method: ResetConsole, Command: "kernel reboot cold"}, nil
+	case KindCC3220:
+		if b.Power != "" {
+			return Reset{Method: ResetPower}, nil
+		}
+	}
+	return Reset{}, nil
+}
+
+var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
+
+var flashVars = []string{"{port}", "{image}", "{offset}", "{baud}"}
+
+// FlashCommand expands the board's flash template into an argument list:
+// the template is split at spaces (there is no quoting) and {port},
+// {image}, {offset} and {baud} are replaced in each argument.
+func (b Board) FlashCommand(port, image, offset string) ([]string, error) {
+	if strings.TrimSpace(b.Flash) == "" {
+		return nil, fmt.Errorf("%w: %s", ErrNoFlash, b.Name)
+	}
+	if err := checkTemplate(b.Flash); err != nil {
+		return nil, fmt.Errorf("board %s: flash: %w", b.Name, err)
+	}
+	baud := b.Baud
+	if baud == 0 {
+		baud = DefaultBaud
+	}
+	r := strings.NewReplacer("{port}", port, "{image}", image, "{offset}", offset, "{baud}", strconv.Itoa(baud))
+	args := strings.Fields(b.Flash)
+	for i, a := range args {
+		args[i] = r.Replace(a)
+	}
+	return args, nil
+}
+
+func checkTemplate(s string) error {
+	for _, m := range placeholder.FindAllString(s, -1) {
+		if !slices.Contains(flashVars, m) {
+			return fmt.Errorf("%w: unknown placeholder %s (want %s)", ErrInvalidValue, m, strings.Join(flashVars, " "))
+		}
+	}
+	if rest := placeholder.ReplaceAllString(s, ""); strings.ContainsAny(rest, "{}") {
+		return fmt.Errorf("%w: unbalanced { or }", ErrInvalidValue)
+	}
+	return nil
+}
+
+// Map is a hardware map: the boards of one test bench.
+type Map struct {
+	Boards []Board
+}
+
+// Board returns the board called name.
+func (m *Map) Board(name string) (Board, error) {
+	names := make([]string, 0, len(m.Boards))
+	for _, b := range m.Boards {
+		if b.Name == name {
+			return b, nil
+		}
+		names = append(names, b.Name)
+	}
+	if len(names) == 0 {
+		return Board{}, fmt.Errorf("%w %q: the hardware map is empty", ErrUnknownBoard, name)
+	}
+	return Board{}, fmt.Errorf("%w %q (the map has %s)", ErrUnknownBoard, name, strings.Join(names, ", "))
+}
+
+// FieldError is one problem in a hardware map.
+type FieldError struct {
+	File  string // set by LoadMap
+	Line  int    // 0 when unknown
+	Board string // the board's name, or "#n" (its position) without one
+	Field string // "" for the board or the whole map
+	Err   error  // wraps ErrUnknownField, ErrMissingField, ...
+}
+
+func (e *FieldError) Error() string {
+	var b strings.Builder
+	switch {
+	case e.File != "" && e.Line > 0:
+		fmt.Fprintf(&b, "%s:%d: ", e.File, e.Line)
+	case e.File != "":
+		fmt.Fprintf(&b, "%s: ", e.File)
+	case e.Line > 0:
+		fmt.Fprintf(&b, "hardware map line %d: ", e.Line)
+	default:
+		b.WriteString("hardware map: ")
+	}
+	if e.Board != "" {
+		fmt.Fprintf(&b, "board %s: ", e.Board)
+	}
+	if e.Field != "" {
+		fmt.Fprintf(&b, "%s: ", e.Field)
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Is makes every FieldError match ErrInvalidMap.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidMap }
+
+// LoadMap reads and validates a hardware map file.
+func LoadMap(path string) (*Map, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("hil: hardware map: %w", err)
+	}
+	m, err := ParseMap(data)
+	if err != nil {
+		setFile(err, path)
+		return nil, err
+	}
+	return m, nil
+}
+
+func setFile(err error, path string) {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		fe.File = path
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			setFile(e, path)
+		}
+	}
+}
+
+// ParseMap parses and validates a hardware map: a YAML list of boards.
+// Every problem found is reported, each as a *FieldError naming the board,
+// the field and the line, joined with errors.Join.
+func ParseMap(data []byte) (*Map, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, &FieldError{Err: fmt.Errorf("%w: %w", ErrInvalidValue, err)}
+	}
+	m := &Map{}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return m, nil // empty file: no boards
+	}
+	root := deref(doc.Content[0])
+	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
+		return m, nil
+	}
+	if root.Kind != yaml.SequenceNode {
+		return nil, &FieldError{Line: root.Line, Err: fmt.Errorf("%w: a hardware map is a list of boards (- name: ...)", ErrInvalidValue)}
+	}
+	var errs []error
+	lines := make([]map[string]int, 0, len(root.Content))
+	for i, n := range root.Content {
+		b, l, berrs := parseBoard(deref(n), i+1)
+		errs = append(errs, berrs...)
+		m.Boards = append(m.Boards, b)
+		lines = append(lines, l)
+	}
+	errs = append(errs, validate(m.Boards, lines)...)
+	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
+		return nil, errors.Join(errs...)
+	}
+	return m, nil
+}
+
+func lineOf(err error) int {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fe.Line
+	}
+	return 0
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 16; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+var boardFields = []string{"name", "kind", "port", "serial_number", "location", "baud", "reset", "power", "flash", "fixtures", "emulate"}
+
+// parseBoard reads one board's fields; lines maps each field present (and
+// "" for the board itself) to its line, and "!field" marks a field that
+// could not be read.
+func parseBoard(n *yaml.Node, pos int) (Board, map[string]int, []error) {
+	b := Board{Line: n.Line}
+	lines := map[string]int{"": n.Line}
+	label := "#" + strconv.Itoa(pos)
+	if n.Kind != yaml.MappingNode {
+		return b, lines, []error{&FieldError{Line: n.Line, Board: label, Err: fmt.Errorf("%w: a board is a mapping of fields", ErrInvalidValue)}}
+	}
+	// The name first, so that other errors can use it.
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "name" {
+			if v := deref(n.Content[i+1]); v.Kind == yaml.ScalarNode && v.Value != "" {
+				label = v.Value
+			}
+		}
+	}
+	var errs []error
+	fail := func(line int, field string, err error) {
+		errs = append(errs, &FieldError{Line: line, Board: label, Field: field, Err: err})
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], deref(n.Content[i+1])
+		key := k.Value
+		if prev, dup := lines[key]; dup && key != "" {
+			fail(k.Line, key, fmt.Errorf("%w: set twice (first at line %d)", ErrDuplicate, prev))
+			continue
+		}
+		if !slices.Contains(boardFields, key) {
+			fail(k.Line, key, fmt.Errorf("%w (known: %s)", ErrUnknownField, strings.Join(boardFields, ", ")))
+			continue
+		}
+		lines[key] = v.Line
+		var err error
+		switch key {
+		case "name":
+			b.Name, err = scalarString(v)
+		case "kind":
+			b.Kind, err = scalarString(v)
+		case "port":
+			b.Port, err = scalarString(v)
+		case "serial_number":
+			b.SerialNumber, err = scalarString(v)
+		case "location":
+			b.Location, err = scalarString(v)
+		case "reset":
+			b.Reset, err = scalarString(v)
+		case "power":
+			b.Power, err = scalarString(v)
+		case "flash":
+			b.Flash, err = scalarString(v)
+		case "baud":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!int" {
+				err = fmt.Errorf("%w: want a whole number, not %q", ErrInvalidValue, v.Value)
+			} else if err = v.Decode(&b.Baud); err != nil {
+				err = fmt.Errorf("%w: %w", ErrInvalidValue, err)
+			}
+		case "emulate":
+			if v.Kind != yaml.ScalarNode || v.Tag != "!!bool" {
+				err = fmt.Errorf("%w: want true or false, not %q", ErrInvalidValue, v.Value)
+			} else if err = v.Decode(&b.Emulate); err != nil {
+				err = fmt.Errorf("%w: %w", ErrInvalidValue, err)
+			}
+		case "fixtures":
+			b.Fixtures, err = stringList(v)
+		}
+		if err != nil {
+			fail(v.Line, key, err)
+			lines["!"+key] = v.Line // validate skips it
+		}
+	}
+	return b, lines, errs
+}
+
+func scalarString(v *yaml.Node) (string, error) {
+	if v.Kind != yaml.ScalarNode || v.Tag == "!!null" {
+		return "", fmt.Errorf("%w: want a string", ErrInvalidValue)
+	}
+	return v.Value, nil
+}
+
+func stringList(v *yaml.Node) ([]string, error) {
+	if v.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%w: want a list of strings", ErrInvalidValue)
+	}
+	if len(v.Content) == 0 {
+		return nil, nil // "fixtures: []" is the same as no fixtures
+	}
+	out := make([]string, 0, len(v.Content))
+	for _, e := range v.Content {
+		s, err := scalarString(deref(e))
+		if err != nil {
+			return nil, fmt.Errorf("%w: want a list of strings", ErrInvalidValue)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+var (
+	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	locationRE = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*(:[0-9]+\.[0-9]+)?$`)
+)
+
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f })
+}
+
+// validate checks the boards and fills in defaults. lines[i] gives the
+// line of each field of board i (may be nil).
+func validate(boards []Board, lines []map[string]int) []error {
+	var errs []error
+	seen := map[string]int{} // name -> index
+	for i := range boards {
+		b := &boards[i]
+		var l map[string]int
+		if i < len(lines) {
+			l = lines[i]
+		}
+		line := func(field string) int {
+			if n, ok := l[field]; ok {
+				return n
+			}
+			return l[""]
+		}
+		label := b.Name
+		if label == "" {
+			label = "#" + strconv.Itoa(i+1)
+		}
+		// Fields that failed to parse are reported already.
+		bad := map[string]bool{}
+		for k := range l {
+			if f, ok := strings.CutPrefix(k, "!"); ok {
+				bad[f] = true
+			}
+		}
+		fail := func(field string, err error) {
+			if !bad[field] {
+				errs = append(errs, &FieldError{Line: line(field), Board: label, Field: field, Err: err})
+			}
+		}
+		_, has := l["name"]
+		switch {
+		case b.Name == "" && !has:
+			fail("name", ErrMissingField)
+		case !nameRE.MatchString(b.Name):
+			fail("name", fmt.Errorf("%w: %q: use letters, digits, '.', '_' and '-' (up to 64)", ErrInvalidValue, b.Name))
+		default:
+			if j, dup := seen[b.Name]; dup {
+				first := ""
+				if n := lineOfBoard(lines, j); n > 0 {
+					first = fmt.Sprintf(" (first at line %d)", n)
+				}
+				fail("name", fmt.Errorf("%w: two boards are called %q%s", ErrDuplicate, b.Name, first))
+			} else {
+				seen[b.Name] = i
+			}
+		}
+		switch b.Kind {
+		case KindESP32, KindNRF, KindCC3220:
+		case "":
+			if _, has := l["kind"]; !has {
+				fail("kind", fmt.Errorf("%w (esp32, nrf or cc3220)", ErrMissingField))
+				break
+			}
+			fallthrough
+		default:
+			fail("kind", fmt.Errorf("%w: %q (want esp32, nrf or cc3220)", ErrInvalidValue, b.Kind))
+		}
+		strs := []struct{ field, v string }{
+			{"port", b.Port}, {"serial_number", b.SerialNumber}, {"location", b.Location},
+			{"reset", b.Reset}, {"power", b.Power}, {"flash", b.Flash},
+		}
+		for _, f := range strs {
+			field, v := f.field, f.v
+			if bad[field] {
+				continue
+			}
+			if _, has := l[field]; (has || v != "") && strings.TrimSpace(v) == "" {
+				fail(field, fmt.Errorf("%w: empty", ErrInvalidValue))
+			} else if hasControl(v) {
+				fail(field, fmt.Errorf("%w: control characters", ErrInvalidValue))
+			}
+		}
+		usb := b.SerialNumber != "" || b.Location != ""
+		switch {
+		case b.Port != "" && usb:
+			fail("port", fmt.Errorf("%w: give port or serial_number/location, not both", ErrConflict))
+		case b.Port == "" && !usb && !b.Emulate && !bad["emulate"]:
+			fail("port", fmt.Errorf("%w: a real board needs port, serial_number or location (or emulate: true)", ErrMissingField))
+		}
+		if b.Location != "" && !locationRE.MatchString(b.Location) {
+			fail("location", fmt.Errorf("%w: %q is not a USB bus path such as 1-1.2", ErrInvalidValue, b.Location))
+		}
+		_, hasBaud := l["baud"]
+		switch {
+		case b.Baud == 0 && !hasBaud:
+			b.Baud = DefaultBaud
+		case b.Baud <= 0 || b.Baud > 20_000_000:
+			fail("baud", fmt.Errorf("%w: %d", ErrInvalidValue, b.Baud))
+		}
+		if r, err := ParseReset(b.Reset); err != nil {
+			fail("reset", fmt.Errorf("%w: %w", ErrInvalidValue, err))
+		} else if r.Method == ResetPower && strings.TrimSpace(b.Power) == "" {
+			fail("reset", fmt.Errorf("%w: reset: power needs a power command", ErrMissingField))
+		}
+		if b.Flash != "" {
+			if err := checkTemplate(b.Flash); err != nil {
+				fail("flash", err)
+			}
+		}
+		fixtures := map[string]bool{}
+		for _, f := range b.Fixtures {
+			switch {
+			case strings.TrimSpace(f) == "" || hasControl(f):
+				fail("fixtures", fmt.Errorf("%w: empty fixture", ErrInvalidValue))
+			case fixtures[f]:
+				fail("fixtures", fmt.Errorf("%w: fixture %q listed twice", ErrDuplicate, f))
+			}
+			fixtures[f] = true
+		}
+	}
+	return errs
+}
+
+func lineOfBoard(lines []map[string]int, i int) int {
+	if i < len(lines) && lines[i] != nil {
+		if n, ok := lines[i]["name"]; ok {
+			return n
+		}
+		return lines[i][""]
+	}
+	return 0
+}
+
+// Validate checks a map built in code, filling in defaults (baud) as
+// ParseMap does.
+func (m *Map) Validate() error {
+	if errs := validate(m.Boards, nil); len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return nil
+}
+
+// WriteMap validates m and writes it as YAML that ParseMap reads back.
+func WriteMap(w io.Writer, m *Map) error {
+	c := &Map{Boards: slices.Clone(m.Boards)}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	boards := c.Boards
+	if boards == nil {
+		boards = []Board{}
+	}
+	if err := enc.Encode(boards); err != nil {
+		return fmt.Errorf("hil: writing hardware map: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return fmt.Errorf("hil: writing hardware map: %w", err)
+	}
+	_, err := w.Write(buf.Bytes())
+	return err
+}
