@@ -1,0 +1,259 @@
+package nvs
+
+import (
+	"bytes"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/credloop/credloop/internal/devicemodel"
+)
+
+// Store is a devicemodel.Store over one namespace of an NVS image, for the
+// board emulator: what the firmware would read with nvs_get_blob (or
+// nvs_get_str, nvs_get_u8, …) from that namespace. Values it sets are
+// blobs. The other namespaces of the image are kept as they are.
+//
+// Every write rebuilds the image (compacted, laid out as Writer lays it
+// out) and fails with ErrFull, changing nothing, when it would not fit.
+// Store is safe for concurrent use; Update is atomic (all or nothing) but
+// not isolated from concurrent writers, like devicemodel.MemStore.
+type Store struct {
+	mu     sync.Mutex
+	size   int
+	ns     string
+	order  []string        // namespaces in index order, ns included
+	others []Item          // items of the other namespaces, in image order
+	m      map[string]Item // items of ns
+	image  []byte          // the image of the current contents
+	armed  string          // power-cut point, see ArmPowerCut
+}
+
+var _ devicemodel.Store = (*Store)(nil)
+
+// NewStore returns an empty store over namespace ns of a blank image of
+// opts.Size bytes.
+func NewStore(ns string, opts Options) (*Store, error) {
+	size := sizeOrMin(opts.Size)
+	if err := CheckSize(size); err != nil {
+		return nil, err
+	}
+	if err := checkName("namespace", ns); err != nil {
+		return nil, err
+	}
+	s := &Store{size: size, ns: ns, order: []string{ns}, m: map[string]Item{}}
+	img, err := s.build(s.m)
+	if err != nil {
+		return nil, err
+	}
+	s.image = img
+	return s, nil
+}
+
+// Load returns a store over namespace ns of image (see Read), which keeps
+// its size. The namespace is added when the image lacks it. The image is
+// rewritten at once (see Store), so Load fails when its contents would not
+// fit once laid out by Writer, or hold a key Writer refuses (not 1..15
+// bytes of printable ASCII).
+func Load(image []byte, ns string) (*Store, error) {
+	if err := checkName("namespace", ns); err != nil {
+		return nil, err
+	}
+	s := &Store{ns: ns}
+	if err := s.load(image); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) load(image []byte) error {
+	if err := CheckSize(len(image)); err != nil {
+		return err
+	}
+	p, err := Read(image)
+	if err != nil {
+		return err
+	}
+	var order []string
+	for _, n := range p.Namespaces {
+		order = append(order, n.Name)
+	}
+	if !slices.Contains(order, s.ns) {
+		order = append(order, s.ns)
+	}
+	m := map[string]Item{}
+	var others []Item
+	for _, it := range p.Items {
+		if it.Namespace == s.ns {
+			m[it.Key] = it
+		} else {
+			others = append(others, it)
+		}
+	}
+	s.size, s.order, s.others = len(image), order, others
+	img, err := s.build(m)
+	if err != nil {
+		return fmt.Errorf("rewrite: %w", err)
+	}
+	s.m, s.image, s.armed = m, img, ""
+	return nil
+}
+
+// build writes an image of the namespaces in order, each namespace entry
+// followed by its items: the other namespaces' in image order, this one's
+// (m) sorted by key.
+func (s *Store) build(m map[string]Item) ([]byte, error) {
+	w, err := NewWriter(Options{Size: s.size})
+	if err != nil {
+		return nil, err
+	}
+	for _, ns := range s.order {
+		if err := w.Namespace(ns); err != nil {
+			return nil, err
+		}
+		if ns == s.ns {
+			for _, k := range slices.Sorted(maps.Keys(m)) {
+				if err := w.Add(m[k]); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		for _, it := range s.others {
+			if it.Namespace == ns {
+				if err := w.Add(it); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return w.Bytes(), nil
+}
+
+// Namespace is the store's namespace.
+func (s *Store) Namespace() string { return s.ns }
+
+// Get implements devicemodel.Store: the value of a blob or string (without
+// its NUL), or an integer little-endian at its width.
+func (s *Store) Get(key string) ([]byte, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[key]
+	if !ok {
+		return nil, false
+	}
+	return it.Bytes(), true
+}
+
+// Item returns the typed item of key.
+func (s *Store) Item(key string) (Item, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	it, ok := s.m[key]
+	it.Data = bytes.Clone(it.Data)
+	return it, ok
+}
+
+// Set implements devicemodel.Store; the value is stored as a blob.
+func (s *Store) Set(key string, val []byte) error {
+	return s.Update(func(tx *devicemodel.Tx) error { return tx.Set(key, val) })
+}
+
+// Delete implements devicemodel.Store.
+func (s *Store) Delete(key string) error {
+	return s.Update(func(tx *devicemodel.Tx) error { return tx.Delete(key) })
+}
+
+// Keys implements devicemodel.Store.
+func (s *Store) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.m))
+}
+
+// Update implements devicemodel.Store. fn runs without the store lock
+// held, so it may call s.Get; its writes are then applied under the lock,
+// all or nothing: an armed power cut that matches one of them, or a
+// partition too small for the result, changes nothing.
+func (s *Store) Update(fn func(tx *devicemodel.Tx) error) error {
+	tx := devicemodel.NewTx(s.Get)
+	if err := fn(tx); err != nil {
+		return err
+	}
+	ops := tx.Ops()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range ops {
+		if matchPoint(s.armed, op.Point()) {
+			s.armed = ""
+			return fmt.Errorf("%s: %w", op.Point(), devicemodel.ErrPowerCut)
+		}
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	m := maps.Clone(s.m)
+	for _, op := range ops {
+		if op.Delete {
+			delete(m, op.Key)
+		} else {
+			m[op.Key] = Item{Namespace: s.ns, Key: op.Key, Type: TypeBlob, Data: op.Value}
+		}
+	}
+	img, err := s.build(m)
+	if err != nil {
+		return err
+	}
+	s.m, s.image = m, img
+	return nil
+}
+
+// ArmPowerCut makes the next write whose point matches fail with
+// devicemodel.ErrPowerCut without changing anything; the cut then
+// disarms. Points are as for devicemodel.MemStore.ArmPowerCut:
+// "set:<key>", "delete:<key>", a prefix ending in "*", or "any"; an empty
+// point disarms.
+func (s *Store) ArmPowerCut(point string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.armed = point
+}
+
+func matchPoint(pattern, point string) bool {
+	switch {
+	case pattern == "":
+		return false
+	case pattern == "any":
+		return true
+	case strings.HasSuffix(pattern, "*"):
+		return strings.HasPrefix(point, strings.TrimSuffix(pattern, "*"))
+	}
+	return pattern == point
+}
+
+// Image returns the NVS image of the current contents, as large as the
+// partition.
+func (s *Store) Image() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.image)
+}
+
+// MarshalBinary returns Image.
+func (s *Store) MarshalBinary() ([]byte, error) { return s.Image(), nil }
+
+// UnmarshalBinary replaces the contents with those of an NVS image (see
+// Load), keeping the namespace. It disarms any power cut. On error the
+// store is unchanged.
+func (s *Store) UnmarshalBinary(image []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := &Store{ns: s.ns}
+	if err := t.load(image); err != nil {
+		return err
+	}
+	s.size, s.order, s.others, s.m, s.image, s.armed = t.size, t.order, t.others, t.m, t.image, ""
+	return nil
+}
