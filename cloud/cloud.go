@@ -20,6 +20,7 @@ import (
 
 	"github.com/credloop/credloop/cloud/coap"
 	"github.com/credloop/credloop/cloud/httpapi"
+	"github.com/credloop/credloop/cloud/mqtt"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -51,6 +52,8 @@ type Options struct {
 	// CoAPAddr is the DTLS/CoAP listen address; default "127.0.0.1:0".
 	// Each address may be "-" to leave that endpoint off.
 	CoAPAddr string
+	// MQTTAddr is the MQTT-over-TLS listen address; default "127.0.0.1:0".
+	MQTTAddr string
 	// HTTPSAddr is the HTTPS listen address (run-time CSR provisioning,
 	// CRLs, CA certificates); default "127.0.0.1:0".
 	HTTPSAddr string
@@ -74,6 +77,7 @@ type Options struct {
 // Addrs are the bound addresses of the endpoints.
 type Addrs struct {
 	CoAPS string `json:"coaps,omitempty"`
+	MQTTS string `json:"mqtts,omitempty"`
 	HTTPS string `json:"https,omitempty"`
 }
 
@@ -85,6 +89,7 @@ type Cloud struct {
 	opts      Options
 	ownReg    bool
 	coap      *coap.Server
+	mqtt      *mqtt.Server
 	https     *httpapi.Server
 	stopWatch context.CancelFunc
 	watching  sync.WaitGroup
@@ -153,6 +158,22 @@ func New(opts Options) (*Cloud, error) {
 			return nil, err
 		}
 	}
+	if opts.MQTTAddr != "-" {
+		c.mqtt, err = mqtt.Listen(mqtt.Options{
+			Addr:             opts.MQTTAddr,
+			Registry:         c.Registry,
+			Authority:        c.Authority,
+			Hosts:            opts.Hosts,
+			HandshakeTimeout: opts.HandshakeTimeout,
+			Now:              opts.Now,
+			Rand:             opts.Rand,
+			Logger:           opts.Logger,
+		})
+		if err != nil {
+			_ = c.Close()
+			return nil, err
+		}
+	}
 	if opts.HTTPSAddr != "-" {
 		others, err := otherCAs(opts.Dir, fakeca.Options{Now: opts.Now, Rand: opts.Rand})
 		if err != nil {
@@ -205,9 +226,29 @@ func (c *Cloud) watch(ctx context.Context) {
 			continue
 		}
 		after = ev.Seq
-		if enforced[ev.Kind] && c.coap != nil {
-			if n := c.coap.Revalidate(ctx); n > 0 {
-				c.opts.Logger.Info("dropped sessions", "after", ev.Kind, "coaps", n)
+		if enforced[ev.Kind] {
+			c.revalidate(ctx, ev.Kind)
+		}
+	}
+}
+
+// revalidate drops every live session, on every endpoint, that the
+// registry no longer allows.
+func (c *Cloud) revalidate(ctx context.Context, why string) {
+	if c.coap != nil {
+		if n := c.coap.Revalidate(ctx); n > 0 {
+			c.opts.Logger.Info("dropped sessions", "after", why, "coaps", n)
+		}
+	}
+	if c.mqtt != nil {
+		for _, p := range c.mqtt.Sessions() {
+			reason := c.Registry.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain)
+			if reason == "" {
+				continue
+			}
+			n := c.mqtt.Drop(func(q mqtt.Peer) bool { return q.Addr == p.Addr && q.Credential == p.Credential }, reason)
+			if n > 0 {
+				c.opts.Logger.Info("dropped sessions", "after", why, "mqtts", n)
 			}
 		}
 	}
@@ -246,6 +287,9 @@ func (c *Cloud) Addrs() Addrs {
 	if c.coap != nil {
 		a.CoAPS = c.coap.Addr().String()
 	}
+	if c.mqtt != nil {
+		a.MQTTS = c.mqtt.Addr().String()
+	}
 	if c.https != nil {
 		a.HTTPS = c.https.Addr().String()
 	}
@@ -254,6 +298,9 @@ func (c *Cloud) Addrs() Addrs {
 
 // CoAP is the DTLS/CoAP endpoint (nil when off).
 func (c *Cloud) CoAP() *coap.Server { return c.coap }
+
+// MQTT is the MQTT-over-TLS endpoint (nil when off).
+func (c *Cloud) MQTT() *mqtt.Server { return c.mqtt }
 
 // HTTPS is the HTTPS endpoint (nil when off).
 func (c *Cloud) HTTPS() *httpapi.Server { return c.https }
@@ -289,23 +336,10 @@ func otherCAs(dir string, fo fakeca.Options) (map[string]*fakeca.Authority, erro
 // whose fingerprint is issuerFP) revoked, and drops live sessions that used
 // it or any certificate it issued.
 func (c *Cloud) Revoke(ctx context.Context, issuerFP, serial string, reason int) error {
-	rev, err := c.Registry.Revoke(ctx, issuerFP, serial, reason)
-	if err != nil {
+	if _, err := c.Registry.Revoke(ctx, issuerFP, serial, reason); err != nil {
 		return err
 	}
-	n := 0
-	if c.coap == nil {
-		return nil
-	}
-	n = c.coap.Drop(func(p coap.Peer) bool {
-		for i := 0; i+1 < len(p.Chain); i++ {
-			if fakeca.Fingerprint(p.Chain[i+1].Raw) == rev.IssuerFingerprint && fmt.Sprintf("%x", p.Chain[i].SerialNumber) == rev.Serial {
-				return true
-			}
-		}
-		return false
-	}, "certificate revoked")
-	c.opts.Logger.Info("revoked", "issuer", rev.IssuerFingerprint, "serial", rev.Serial, "dropped", n)
+	c.revalidate(ctx, "revocation")
 	return nil
 }
 
@@ -314,9 +348,7 @@ func (c *Cloud) DisableDevice(ctx context.Context, project, device string) error
 	if err := c.Registry.SetDeviceDisabled(ctx, project, device, true); err != nil {
 		return err
 	}
-	if c.coap != nil {
-		c.coap.Drop(func(p coap.Peer) bool { return p.Project == project && p.Device == device }, "device disabled")
-	}
+	c.revalidate(ctx, "device disabled")
 	return nil
 }
 
@@ -330,6 +362,9 @@ func (c *Cloud) Close() error {
 		var errs []error
 		if c.coap != nil {
 			errs = append(errs, c.coap.Close())
+		}
+		if c.mqtt != nil {
+			errs = append(errs, c.mqtt.Close())
 		}
 		if c.https != nil {
 			errs = append(errs, c.https.Close())

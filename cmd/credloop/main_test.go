@@ -34,7 +34,7 @@ func TestCloudReadyLineAndSIGTERM(t *testing.T) {
 	bin := build(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "cloud", "--dir", t.TempDir(), "--coap-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, bin, "cloud", "--dir", t.TempDir(), "--coap-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0")
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +49,7 @@ func TestCloudReadyLineAndSIGTERM(t *testing.T) {
 		t.Fatalf("no ready line; stderr:\n%s", stderr.String())
 	}
 	var ready map[string]string
-	if err := json.Unmarshal(sc.Bytes(), &ready); err != nil || ready["event"] != "ready" || ready["coaps"] == "" || ready["https"] == "" {
+	if err := json.Unmarshal(sc.Bytes(), &ready); err != nil || ready["event"] != "ready" || ready["coaps"] == "" || ready["https"] == "" || ready["mqtts"] == "" {
 		t.Fatalf("ready line %q: %v", sc.Text(), err)
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -23,7 +23,9 @@ Usage: credloop cloud [flags]
 Runs the cloud stand-in in the foreground for real boards, simulated devices
 and third-party clients: a DTLS/CoAP endpoint (Golioth-style PSK and
 certificate authentication with auto-provisioning, a per-device state store
-under .d/<path>, EST over CoAPS at /.well-known/est/{crts,sen,sren}) and an
+under .d/<path>, EST over CoAPS at /.well-known/est/{crts,sen,sren}), an
+MQTT broker on TLS with client certificates (AWS-style JITP/JITR, fleet
+provisioning by claim, rotation on devices/<id>/certs/rotate), and an
 HTTPS endpoint (run-time CSR provisioning against the UDID allowlist at
 POST /v1/provision/csr, CRLs at /crl/<ca>.crl, CA chains at /ca/<ca>.pem).
 
@@ -34,7 +36,7 @@ device and ca commands may change them while the cloud runs.
 When it is ready it prints exactly one JSON line to stdout with the bound
 addresses, then logs go to stderr; SIGINT or SIGTERM shut it down cleanly:
 
-  {"event":"ready","coaps":"127.0.0.1:5684","https":"127.0.0.1:8443"}
+  {"event":"ready","coaps":"127.0.0.1:5684","mqtts":"127.0.0.1:8883","https":"127.0.0.1:8443"}
 
 Examples:
   credloop cloud --dir ./lab
@@ -51,6 +53,7 @@ func runCloud(ctx context.Context, env *Env) error {
 	fs := flagSet(env, "cloud", cloudUsage)
 	dir := addDirFlag(fs)
 	coapAddr := fs.String("coap-addr", ":5684", "UDP address of the DTLS/CoAP endpoint; port 0 picks a free port; - turns it off")
+	mqttAddr := fs.String("mqtt-addr", ":8883", "TCP address of the MQTT-over-TLS endpoint (client certificates required); - turns it off")
 	httpsAddr := fs.String("https-addr", ":8443", "TCP address of the HTTPS endpoint (run-time CSR provisioning, CRLs); - turns it off")
 	idle := fs.Duration("idle", 120*time.Second, "close DTLS sessions idle for this long")
 	handshake := fs.Duration("handshake-timeout", 10*time.Second, "give up on a DTLS handshake after this long")
@@ -82,6 +85,7 @@ func runCloud(ctx context.Context, env *Env) error {
 	c, err := cloud.New(cloud.Options{
 		Dir:              *dir,
 		CoAPAddr:         *coapAddr,
+		MQTTAddr:         *mqttAddr,
 		HTTPSAddr:        *httpsAddr,
 		Hosts:            hosts,
 		IdleTimeout:      *idle,
@@ -98,7 +102,7 @@ func runCloud(ctx context.Context, env *Env) error {
 	}{"ready", c.Addrs()}
 	line, _ := json.Marshal(ready)
 	fmt.Fprintln(env.Stdout, string(line))
-	log.Info("cloud ready", "dir", *dir, "coaps", c.Addrs().CoAPS, "https", c.Addrs().HTTPS,
+	log.Info("cloud ready", "dir", *dir, "coaps", c.Addrs().CoAPS, "mqtts", c.Addrs().MQTTS, "https", c.Addrs().HTTPS,
 		"root", fakeca.ShortFingerprint(c.Authority.Root.Cert.Raw))
 	<-ctx.Done()
 	log.Info("shutting down")

@@ -21,7 +21,7 @@ func startCloudCmd(t *testing.T, dir string) (map[string]string, func() int) {
 	var stderr strings.Builder
 	done := make(chan int, 1)
 	go func() {
-		done <- Run(ctx, &Env{Args: []string{"cloud", "--dir", dir, "--coap-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0"}, Stdout: pw, Stderr: &lockedWriter{w: &stderr}})
+		done <- Run(ctx, &Env{Args: []string{"cloud", "--dir", dir, "--coap-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--mqtt-addr", "127.0.0.1:0"}, Stdout: pw, Stderr: &lockedWriter{w: &stderr}})
 		pw.Close()
 	}()
 	lines := make(chan string, 1)

@@ -1,0 +1,403 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/fakeca"
+)
+
+// decision is what the registry says a verified connection is.
+type decision int
+
+const (
+	decideRefuse   decision = iota
+	decideConnect           // hand it to the broker
+	decideRegister          // JITP/JITR: register (or announce again), close without CONNACK
+)
+
+// handshake carries what the verification of one connection learned, so
+// that the outcome (or the precise reason of a failure) is recorded once,
+// against the right thing.
+type handshake struct {
+	srv    *Server
+	remote net.Addr
+
+	mu         sync.Mutex
+	project    string
+	device     string
+	credential string
+	credID     int64
+	reason     string // set when verification rejected the peer
+	chain      []*x509.Certificate
+	ca         registry.CARegistration // the registered CA the chain verified to; zero for the cloud's own
+	known      bool                    // the registry holds the leaf
+	role       string
+	decision   decision
+	unlock     func() // the auto-registration stripe, while held
+}
+
+func (s *Server) tlsConfig(hs *handshake) *tls.Config {
+	return &tls.Config{
+		Certificates: []tls.Certificate{s.serverCert},
+		MinVersion:   tls.VersionTLS12,
+		// The chain is verified by hs.verify against the registry, with
+		// the cloud's clock.
+		ClientAuth:            tls.RequireAnyClientCert,
+		VerifyPeerCertificate: hs.verify,
+		// A resumed session would skip the verification.
+		SessionTicketsDisabled: true,
+	}
+}
+
+func (hs *handshake) reject(reason string) error {
+	hs.mu.Lock()
+	hs.reason = reason
+	hs.decision = decideRefuse
+	hs.mu.Unlock()
+	return errors.New(reason)
+}
+
+func (hs *handshake) getDecision() decision {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.decision
+}
+
+// release lets other connections of the same certificate proceed.
+func (hs *handshake) release() {
+	hs.mu.Lock()
+	u := hs.unlock
+	hs.unlock = nil
+	hs.mu.Unlock()
+	if u != nil {
+		u()
+	}
+}
+
+// fail records a failed handshake with the best reason known.
+func (hs *handshake) fail(err error) {
+	hs.mu.Lock()
+	reason := hs.reason
+	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail}
+	hs.mu.Unlock()
+	if reason == "" {
+		switch {
+		case strings.Contains(err.Error(), "didn't provide a certificate"):
+			reason = "no client certificate"
+		default:
+			reason = "handshake failed: " + printable(err.Error())
+		}
+	}
+	ev.Reason = reason
+	hs.srv.record(ev)
+	hs.srv.log.Info("connection refused", "remote", hs.remote.String(), "project", ev.Project, "device", ev.Device,
+		"credential", short(ev.Credential), "reason", reason)
+}
+
+func (hs *handshake) peer() Peer {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return Peer{Project: hs.project, Device: hs.device, Role: hs.role, Credential: hs.credential, CredentialID: hs.credID,
+		CA: hs.ca.ID, Chain: hs.chain}
+}
+
+func (hs *handshake) scope() scope {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.role == RoleClaim {
+		return claimScope(hs.ca.TemplateName)
+	}
+	return deviceScope(hs.device)
+}
+
+// verify decides a connection during the TLS handshake. The chain must
+// verify, with the cloud's clock, to an active registered CA, or, for a
+// certificate the registry holds, to the cloud's own root; nothing in it
+// may be revoked. Then the registry state of the leaf decides: a claim
+// certificate, an ACTIVE certificate of an enabled thing, or an unknown
+// (or still PENDING_ACTIVATION) certificate under a JITP/JITR CA pass;
+// everything else fails the handshake with the reason recorded.
+func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
+	if len(raw) == 0 {
+		return hs.reject("no client certificate")
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for _, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return hs.reject("client certificate malformed")
+		}
+		certs = append(certs, c)
+	}
+	leaf := certs[0]
+	fp := fakeca.Fingerprint(leaf.Raw)
+	// Only a connection that auto-registers keeps the certificate's
+	// stripe past the verification.
+	defer func() {
+		hs.mu.Lock()
+		keep := hs.decision == decideRegister
+		hs.mu.Unlock()
+		if !keep {
+			hs.release()
+		}
+	}()
+	hs.mu.Lock()
+	hs.credential = fp
+	hs.device = printable(leaf.Subject.CommonName)
+	hs.mu.Unlock()
+
+	srv := hs.srv
+	ctx, cancel := context.WithTimeout(context.Background(), srv.opts.HandshakeTimeout)
+	defer cancel()
+	reg := srv.reg
+	known, err := reg.CertificateByFingerprint(ctx, fp)
+	if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return hs.reject("registry unavailable")
+	}
+	isKnown := err == nil
+	if !isKnown || known.State == registry.StatePendingActivation {
+		// The certificate may be auto-registered by this connection:
+		// serialize with any other connection of it, then look again.
+		unlock, err := srv.jit.lock(ctx, fp)
+		if err != nil {
+			return hs.reject("timed out waiting for another connection of this certificate")
+		}
+		hs.mu.Lock()
+		hs.unlock = unlock
+		hs.mu.Unlock()
+		known, err = reg.CertificateByFingerprint(ctx, fp)
+		if err != nil && !errors.Is(err, registry.ErrNotFound) {
+			return hs.reject("registry unavailable")
+		}
+		isKnown = err == nil
+	}
+	if isKnown {
+		hs.mu.Lock()
+		hs.project, hs.credID, hs.known = known.Project, known.ID, true
+		if known.Device != "" {
+			hs.device = known.Device
+		}
+		hs.mu.Unlock()
+	}
+
+	cas, err := reg.CARegistrations(ctx, "")
+	if err != nil {
+		return hs.reject("registry unavailable")
+	}
+	active := map[string]registry.CARegistration{}
+	var roots, inactive, pool []*x509.Certificate
+	pool = append(pool, certs[1:]...)
+	if iss := srv.opts.Authority.Issuing; iss != srv.opts.Authority.Root {
+		pool = append(pool, iss.Cert)
+	}
+	for _, ca := range cas {
+		c, err := x509.ParseCertificate(ca.DER)
+		if err != nil {
+			continue
+		}
+		pool = append(pool, c) // chain-building candidates: devices often send only the leaf
+		if ca.Active {
+			active[ca.ID] = ca
+			roots = append(roots, c)
+		} else {
+			inactive = append(inactive, c)
+		}
+	}
+	if isKnown {
+		// Certificates the cloud itself issued and registered (fleet
+		// provisioning, rotation, run-time CSR) chain to its own root.
+		roots = append(roots, srv.opts.Authority.Root.Root())
+	}
+	now := srv.now()
+	chain, err := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), roots, now)
+	if err != nil {
+		return hs.reject(hs.chainReason(err, leaf, pool, inactive, isKnown))
+	}
+	for i := 0; i+1 < len(chain); i++ {
+		revoked, err := reg.IsRevoked(ctx, fakeca.Fingerprint(chain[i+1].Raw), serialHex(chain[i]))
+		if err != nil {
+			return hs.reject("registry unavailable")
+		}
+		if revoked {
+			if i == 0 {
+				return hs.reject("certificate revoked")
+			}
+			return hs.reject("issuing CA certificate revoked: " + printable(chain[i].Subject.CommonName))
+		}
+	}
+	// The registered CA nearest the leaf anchors the chain.
+	var anchor registry.CARegistration
+	for _, c := range chain[1:] {
+		if ca, ok := active[fakeca.Fingerprint(c.Raw)]; ok {
+			anchor = ca
+			break
+		}
+	}
+	hs.mu.Lock()
+	hs.chain, hs.ca = chain, anchor
+	if !isKnown {
+		hs.project = anchor.Project
+	}
+	hs.mu.Unlock()
+
+	switch {
+	case anchor.Mode == registry.CAModeClaim:
+		hs.mu.Lock()
+		hs.role, hs.project, hs.device, hs.credID, hs.decision = RoleClaim, anchor.Project, "", 0, decideConnect
+		hs.mu.Unlock()
+		return nil
+	case isKnown:
+		return hs.decideKnown(ctx, known, anchor)
+	}
+	// Unknown certificate.
+	switch anchor.Mode {
+	case registry.CAModeJITP, registry.CAModeJITR:
+	default:
+		return hs.reject("certificate not registered (its CA does not allow auto-registration)")
+	}
+	cn := leaf.Subject.CommonName
+	if err := registry.ValidID(cn); err != nil {
+		return hs.reject("certificate CN is not a valid thing name")
+	}
+	hs.mu.Lock()
+	hs.project, hs.device = anchor.Project, cn
+	hs.mu.Unlock()
+	if d, err := reg.Device(ctx, anchor.Project, cn); err == nil && d.Disabled {
+		return hs.reject("device disabled")
+	} else if err != nil && !errors.Is(err, registry.ErrNotFound) {
+		return hs.reject("registry unavailable")
+	}
+	hs.mu.Lock()
+	hs.role, hs.decision = RoleDevice, decideRegister
+	hs.mu.Unlock()
+	return nil
+}
+
+// decideKnown decides for a certificate the registry holds.
+func (hs *handshake) decideKnown(ctx context.Context, known registry.Credential, anchor registry.CARegistration) error {
+	switch known.State {
+	case registry.StateActive:
+	case registry.StateRevoked:
+		return hs.reject("certificate revoked")
+	case registry.StatePendingActivation:
+		if (anchor.Mode == registry.CAModeJITP || anchor.Mode == registry.CAModeJITR) && anchor.Project == known.Project {
+			// AWS announces the registration again and closes.
+			if known.Device == "" {
+				cn := hs.chain[0].Subject.CommonName
+				if registry.ValidID(cn) != nil {
+					return hs.reject("certificate CN is not a valid thing name")
+				}
+				hs.mu.Lock()
+				hs.device = cn
+				hs.mu.Unlock()
+			}
+			hs.mu.Lock()
+			hs.role, hs.decision = RoleDevice, decideRegister
+			hs.mu.Unlock()
+			return nil
+		}
+		return hs.reject("certificate PENDING_ACTIVATION")
+	default:
+		return hs.reject("certificate " + string(known.State))
+	}
+	if known.Device == "" {
+		return hs.reject("certificate not attached to a thing")
+	}
+	d, err := hs.srv.reg.Device(ctx, known.Project, known.Device)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return hs.reject("thing " + known.Device + " not found")
+	case err != nil:
+		return hs.reject("registry unavailable")
+	case d.Disabled:
+		return hs.reject("device disabled")
+	}
+	hs.mu.Lock()
+	hs.role, hs.decision = RoleDevice, decideConnect
+	hs.mu.Unlock()
+	return nil
+}
+
+// chainReason explains a chain that did not verify.
+func (hs *handshake) chainReason(err error, leaf *x509.Certificate, pool, inactive []*x509.Certificate, known bool) string {
+	switch {
+	case errors.Is(err, fakeca.ErrExpired):
+		if strings.Contains(err.Error(), "issuer of") {
+			return "issuing CA certificate expired"
+		}
+		return "certificate expired"
+	case errors.Is(err, fakeca.ErrNotYetValid):
+		return "certificate not yet valid"
+	case errors.Is(err, fakeca.ErrUnknownAuthority):
+		t := hs.srv.now()
+		if len(inactive) > 0 {
+			if _, e := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), inactive, t); e == nil {
+				return "signed by a CA whose registration is INACTIVE"
+			}
+		}
+		if !known {
+			if _, e := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), []*x509.Certificate{hs.srv.opts.Authority.Root.Root()}, t); e == nil {
+				return "certificate not registered"
+			}
+		}
+		return "signed by an unregistered CA"
+	}
+	var inv x509.CertificateInvalidError
+	if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
+		return "certificate not valid for client authentication"
+	}
+	return "certificate rejected: " + printable(err.Error())
+}
+
+// revalidate reports why an established peer may no longer be connected
+// (thing disabled, certificate no longer ACTIVE, a certificate of its
+// chain revoked, its CA deactivated), or "" when it may.
+func (s *Server) revalidate(ctx context.Context, p Peer) string {
+	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
+	defer cancel()
+	if why := s.reg.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain); why != "" {
+		if why == "credential "+string(registry.StateRevoked) {
+			return "certificate revoked"
+		}
+		return strings.Replace(why, "credential ", "certificate ", 1)
+	}
+	if p.CA != "" {
+		if ca, err := s.reg.CARegistrationByID(ctx, p.CA); err == nil && !ca.Active {
+			return "CA registration INACTIVE"
+		} else if errors.Is(err, registry.ErrNotFound) {
+			return "CA no longer registered"
+		}
+	}
+	return ""
+}
+
+func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }
+
+// short is a fingerprint's first 8 hex digits, for logs.
+func short(fp string) string {
+	if len(fp) > 8 {
+		return fp[:8]
+	}
+	return fp
+}
+
+// printable makes a peer-supplied string safe for logs and events.
+func printable(s string) string {
+	if len(s) > 128 {
+		s = s[:128]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+}
