@@ -106,6 +106,7 @@ var enforced = map[string]bool{
 	"credential.state":        true,
 	"certificate.deactivated": true,
 	"device.disabled":         true,
+	"ca.deactivated":          true,
 }
 
 // New opens (or creates) the CA and registry and starts the endpoints.
@@ -243,6 +244,11 @@ func (c *Cloud) revalidate(ctx context.Context, why string) {
 	if c.mqtt != nil {
 		for _, p := range c.mqtt.Sessions() {
 			reason := c.Registry.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain)
+			if reason == "" && p.CA != "" {
+				if ca, err := c.Registry.CARegistrationByID(ctx, p.CA); err == nil && !ca.Active {
+					reason = "issuing CA registration deactivated (revoked)"
+				}
+			}
 			if reason == "" {
 				continue
 			}

@@ -247,6 +247,18 @@ func (s *Server) Subscribe(filter string, fn func(topic string, payload []byte))
 	return func() { once.Do(func() { _ = s.broker.Unsubscribe(filter, id) }) }, nil
 }
 
+// Publish sends a message to the topic's subscribers (QoS 1), as an
+// operator or a backend would; the ACL is not applied to the cloud itself.
+func (s *Server) Publish(topic string, payload []byte) error {
+	if len(payload) > MaxPayload {
+		return fmt.Errorf("mqtt: publish %q: payload of %d bytes exceeds %d", topic, len(payload), MaxPayload)
+	}
+	if err := s.broker.Publish(topic, payload, false, 1); err != nil {
+		return fmt.Errorf("mqtt: publish %q: %w", topic, err)
+	}
+	return nil
+}
+
 // Close stops the endpoint: no new connections, live ones closed, and
 // waits for its goroutines. It is idempotent.
 func (s *Server) Close() error {

@@ -679,6 +679,25 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	// A revoked CA certificate that is registered for MQTT (JITP, JITR,
+	// claim) stops anchoring connections: its registration is
+	// deactivated, as AWS does for a revoked CA certificate.
+	regs, err := reg.CARegistrations(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, cr := range regs {
+		ca, perr := x509.ParseCertificate(cr.DER)
+		if perr != nil || !cr.Active || fmt.Sprintf("%x", ca.SerialNumber) != serial || ca.CheckSignatureFrom(issuer.Cert) != nil {
+			continue
+		}
+		if err := reg.SetCAActive(ctx, cr.ID, false); err != nil {
+			return err
+		}
+		recordEvent(ctx, env, reg, registry.Event{Project: cr.Project, Credential: cr.ID, Kind: "ca.deactivated",
+			Reason: fmt.Sprintf("registered CA %s revoked (%s) %s", ca.Subject.CommonName, reasonName(reason), cliEventReasonFrom)})
+		fmt.Fprintf(env.Stdout, "CA registration %.16s (%s, project %s) deactivated: certificates under it are refused\n", cr.ID, ca.Subject.CommonName, cr.Project)
+	}
 	var hit []registry.Credential
 	for _, cr := range cands {
 		now, err := reg.Credential(ctx, cr.ID)
