@@ -1,7 +1,8 @@
 // Package sim runs simulated devices over real sockets: each one is an
 // internal/devicemodel state machine whose decisions (which credential to
 // present, when to swap, when to fall back) are carried out with real
-// DTLS/CoAP sessions against a cloud.
+// sessions against a cloud: DTLS/CoAP (Device), MQTT over TLS (MQTTDevice),
+// and HTTPS for run-time CSR provisioning (ProvisionHTTPS).
 package sim
 
 import (

@@ -77,19 +77,41 @@ func ParseRotation(payload []byte) (Rotation, error) {
 	if p.NewPrivateKey == nil {
 		return bad(ErrMissingField, "new_private_key is missing")
 	}
-	chain, err := decodeCertChainPEM([]byte(*p.NewCertificate))
+	return rotationFromPEM([]byte(*p.NewCertificate), []byte(*p.NewPrivateKey), "new_certificate", "new_private_key")
+}
+
+// RotationFromPEM validates a certificate chain (PEM, leaf first) and its
+// private key (PEM) as a Rotation: the checks of ParseRotation without the
+// JSON envelope, for answers that carry the two PEM strings under other
+// names (fleet provisioning's CreateKeysAndCertificate: certificatePem,
+// privateKey). Errors wrap ErrBadRotation and never contain key material.
+func RotationFromPEM(certPEM, keyPEM []byte) (Rotation, error) {
+	return rotationFromPEM(certPEM, keyPEM, "certificate", "private key")
+}
+
+func rotationFromPEM(certPEM, keyPEM []byte, certName, keyName string) (Rotation, error) {
+	chain, err := decodeCertChainPEM(certPEM)
 	if err != nil {
-		return Rotation{}, fmt.Errorf("%w: new_certificate: %w", ErrBadRotation, err)
+		return Rotation{}, fmt.Errorf("%w: %s: %w", ErrBadRotation, certName, err)
 	}
-	keyDER, err := decodeKeyPEM([]byte(*p.NewPrivateKey))
+	keyDER, err := decodeKeyPEM(keyPEM)
 	if err != nil {
-		return Rotation{}, fmt.Errorf("%w: new_private_key: %w", ErrBadRotation, err)
+		return Rotation{}, fmt.Errorf("%w: %s: %w", ErrBadRotation, keyName, err)
 	}
 	r := Rotation{Credential: Credential{Kind: KindCert, CertChainDER: chain, KeyDER: keyDER}}
 	if _, _, err := r.Credential.parse(); err != nil {
 		return Rotation{}, fmt.Errorf("%w: %w", ErrBadRotation, err)
 	}
 	return r, nil
+}
+
+// ParseCertChainPEM returns the DER of every CERTIFICATE block of data,
+// leaf first, as the rotated slot would store them (for example the
+// certificatePem of a CSR answer, to pass to CompleteCSR). Text around
+// blocks is ignored; a truncated block, a block of another type or no block
+// at all is an error wrapping ErrBadPEM or ErrBadCert.
+func ParseCertChainPEM(data []byte) ([][]byte, error) {
+	return decodeCertChainPEM(data)
 }
 
 // decodeCertChainPEM returns the DER of every CERTIFICATE block, leaf first.

@@ -1,10 +1,12 @@
 package devicemodel
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -84,4 +86,91 @@ b", "new_private_key": "c"}`))
 			t.Fatalf("accepted an invalid rotation: %v", err)
 		}
 	})
+}
+
+func TestRotationFromPEM(t *testing.T) {
+	f := newFixtures(t)
+	tests := []struct {
+		name    string
+		certPEM string
+		keyPEM  string
+		want    error // nil: accepted
+	}{
+		{"chain and PKCS#8 key", pemChain(f.rotated.CertChainDER), pemKey(t, f.rotated), nil},
+		{"SEC 1 key", pemChain(f.rotated.CertChainDER[:1]), mustPEMBlock(t, "EC PRIVATE KEY", mustSEC1(t, f.rotated)), nil},
+		{"key of another certificate", pemChain(f.rotated.CertChainDER), pemKey(t, f.rotated2), ErrKeyMismatch},
+		{"no PEM in certificate", "not a certificate", pemKey(t, f.rotated), ErrBadPEM},
+		{"no PEM in key", pemChain(f.rotated.CertChainDER), "", ErrBadPEM},
+		{"certificate block as key", pemChain(f.rotated.CertChainDER), pemChain(f.rotated.CertChainDER[:1]), ErrBadPrivateKey},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r, err := RotationFromPEM([]byte(tt.certPEM), []byte(tt.keyPEM))
+			if tt.want != nil {
+				if !errors.Is(err, ErrBadRotation) || !errors.Is(err, tt.want) {
+					t.Fatalf("err = %v, want ErrBadRotation and %v", err, tt.want)
+				}
+				if strings.Contains(err.Error(), "PRIVATE KEY-----") {
+					t.Fatalf("error quotes the key: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Credential.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.Credential.CertChainDER[0], f.rotated.CertChainDER[0]) {
+				t.Fatal("leaf differs")
+			}
+		})
+	}
+	// Same result as the JSON envelope.
+	a, err := ParseRotation(credPayload(t, f.rotated))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := RotationFromPEM([]byte(pemChain(f.rotated.CertChainDER)), []byte(pemKey(t, f.rotated)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.Credential.Equal(b.Credential) {
+		t.Fatal("RotationFromPEM and ParseRotation disagree")
+	}
+}
+
+func TestParseCertChainPEM(t *testing.T) {
+	f := newFixtures(t)
+	chain := f.rotated.CertChainDER
+	tests := []struct {
+		name string
+		in   string
+		want int   // certificates
+		err  error // nil: accepted
+	}{
+		{"leaf and CA", pemChain(chain), 2, nil},
+		{"text around", "issued:\n" + pemChain(chain[:1]) + "\nbye\n", 1, nil},
+		{"empty", "", 0, ErrBadPEM},
+		{"key block", pemKey(t, f.rotated), 0, ErrBadPEM},
+		{"truncated second block", pemChain(chain[:1]) + "-----BEGIN CERTIFICATE-----\nAAAA\n", 0, ErrBadPEM},
+		{"garbage certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", 0, ErrBadCert},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ParseCertChainPEM([]byte(tt.in))
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("err = %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tt.want || !bytes.Equal(got[0], chain[0]) {
+				t.Fatalf("got %d certificates", len(got))
+			}
+		})
+	}
 }

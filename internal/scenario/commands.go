@@ -124,12 +124,20 @@ func cmdCloud(ts *testscript.TestScript, neg bool, args []string) {
 	case "restart":
 		ts.Check(w.stopCloud())
 		ts.Check(w.startCloud())
+	case "rotate", "publish", "activate":
+		if w.cloud == nil {
+			ts.Fatalf("cloud %s: the cloud is not running", args[0])
+		}
+		cloudOperate(ts, w, args[0], args[1:])
+		return
 	default:
-		ts.Fatalf("usage: cloud start [--idle D] | cloud stop | cloud restart")
+		ts.Fatalf("usage: cloud start [--idle D] | cloud stop | cloud restart | cloud rotate | cloud publish | cloud activate")
 	}
 	if w.cloud != nil {
 		ts.Setenv("COAPS", w.addr)
-		ts.Logf("cloud running: coaps=%s dir=%s", w.addr, w.dir)
+		ts.Setenv("MQTTS", w.mqttAddr)
+		ts.Setenv("HTTPS", w.httpAddr)
+		ts.Logf("cloud running: coaps=%s mqtts=%s https=%s dir=%s", w.addr, w.mqttAddr, w.httpAddr, w.dir)
 	} else {
 		ts.Logf("cloud stopped")
 	}
@@ -199,7 +207,7 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		case err == nil && neg:
 			ts.Fatalf("%s %s succeeded unexpectedly", what, name)
 		case err != nil:
-			ts.Logf("%s %s failed as expected: %v", what, name, err)
+			fmt.Fprintf(ts.Stderr(), "%s %s: %v\n", what, name, err)
 		}
 	}
 	switch sub {
@@ -283,6 +291,39 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		case <-time.After(timeout):
 			ts.Fatalf("device %s still online after %s", name, timeout)
 		}
+	case "wait-online":
+		noNeg(ts, neg, "sim wait-online")
+		var timeout time.Duration
+		flags(ts, "sim wait-online", rest, func(fs *flag.FlagSet) {
+			fs.DurationVar(&timeout, "timeout", 20*time.Second, "how long to wait")
+		})
+		wctx, wcancel := context.WithTimeout(ctx, timeout)
+		defer wcancel()
+		if m, ok := d.(*sim.MQTTDevice); ok {
+			if _, err := m.Wait(wctx, func(st sim.MQTTState) bool { return st.Online }); err != nil {
+				ts.Fatalf("device %s not online after %s: %v\n%s", name, timeout, err, tail(w.consoles[name].Name(), 15))
+			}
+		} else if !d.Online() {
+			ts.Fatalf("device %s is offline", name)
+		}
+	case "wait-console":
+		noNeg(ts, neg, "sim wait-console")
+		if len(rest) < 1 {
+			ts.Fatalf("usage: sim wait-console NAME REGEXP [--timeout D]")
+		}
+		re, err := regexp.Compile(rest[0])
+		ts.Check(err)
+		var timeout time.Duration
+		flags(ts, "sim wait-console", rest[1:], func(fs *flag.FlagSet) {
+			fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait")
+		})
+		ts.Check(waitConsole(w.consoles[name].Name(), re, timeout))
+	case "provision", "https-provision", "renew":
+		m, ok := d.(*sim.MQTTDevice)
+		if !ok {
+			ts.Fatalf("sim %s: %s is not an MQTT device (sim add --mqtt)", sub, name)
+		}
+		mqttOperate(ts, w, m, sub, rest, expectErr)
 	default:
 		ts.Fatalf("unknown sim subcommand %q; see `credloop run --commands`", sub)
 	}
@@ -294,6 +335,7 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 	}
 	var project, id, pskHex, pskID, certFile, keyFile, chainFile string
 	var hsTimeout time.Duration
+	var useMQTT bool
 	fs := flags(ts, "sim add", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&project, "project", "", "project id")
 		fs.StringVar(&id, "id", "", "device id (default NAME)")
@@ -303,6 +345,7 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 		fs.StringVar(&keyFile, "key", "", "factory private key (PEM or DER)")
 		fs.StringVar(&chainFile, "chain", "", "intermediate certificates to send (PEM)")
 		fs.DurationVar(&hsTimeout, "handshake-timeout", 5*time.Second, "DTLS handshake timeout")
+		fs.BoolVar(&useMQTT, "mqtt", false, "an MQTT-over-TLS device (default: DTLS/CoAP)")
 	})
 	if fs.NArg() != 0 || project == "" {
 		ts.Fatalf("usage: sim add NAME --project P [--id ID] (--psk HEX [--psk-identity ID@P] | --cert FILE --key FILE [--chain FILE])")
@@ -321,6 +364,16 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 			pskID = id + "@" + project
 		}
 		factory = devicemodel.Credential{Kind: devicemodel.KindPSK, PSKIdentity: pskID, PSK: key}
+	case certFile == "" && keyFile != "" && pskHex == "" && useMQTT:
+		// A key pair and no certificate yet: a board with a pre-burned
+		// key that provisions itself at run time (sim https-provision).
+		keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
+		ts.Check(err)
+		key, err := fakeca.ParseKey(keyBytes)
+		ts.Check(err)
+		keyDER, err := fakeca.EncodeKeyDER(key)
+		ts.Check(err)
+		factory = devicemodel.Credential{Kind: devicemodel.KindCert, KeyDER: keyDER}
 	case certFile != "" && keyFile != "" && pskHex == "":
 		certs, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(certFile)))
 		ts.Check(err)
@@ -350,6 +403,9 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 	if w.addr == "" {
 		ts.Fatalf("sim add: start the cloud first (`cloud start`)")
 	}
+	if useMQTT && factory.Kind != devicemodel.KindCert {
+		ts.Fatalf("sim add: an MQTT device authenticates with a certificate (--cert and --key)")
+	}
 	console, err := os.OpenFile(filepath.Join(w.work, "devices", name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if errors.Is(err, os.ErrNotExist) {
 		ts.Check(os.MkdirAll(filepath.Join(w.work, "devices"), 0o700))
@@ -358,6 +414,15 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 	ts.Check(err)
 	w.consoles[name] = console
 	model := devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, devicemodel.NewMemStore())
+	if useMQTT {
+		w.devices[name] = sim.NewMQTTDevice(sim.MQTTDeviceOptions{
+			Model:   model,
+			Addr:    w.mqttAddr,
+			Console: console,
+			Now:     w.clock.Now,
+		})
+		return
+	}
 	w.devices[name] = sim.NewDevice(sim.DeviceOptions{
 		Model:            model,
 		Addr:             w.addr,

@@ -62,6 +62,8 @@ type world struct {
 	clock    *Clock
 	cloud    *cloud.Cloud
 	addr     string // kept across restarts so devices find the cloud again
+	mqttAddr string
+	httpAddr string
 	idle     time.Duration
 	logFile  *os.File
 	mark     int64          // awaits only see events after this sequence number
@@ -119,13 +121,17 @@ func (w *world) startCloud() error {
 		}
 		w.logFile = f
 	}
-	addr := w.addr
-	if addr == "" {
-		addr = "127.0.0.1:0"
+	or := func(a string) string {
+		if a == "" {
+			return "127.0.0.1:0"
+		}
+		return a
 	}
 	c, err := cloud.New(cloud.Options{
 		Dir:         w.dir,
-		CoAPAddr:    addr,
+		CoAPAddr:    or(w.addr),
+		MQTTAddr:    or(w.mqttAddr),
+		HTTPSAddr:   or(w.httpAddr),
 		IdleTimeout: w.idle,
 		Now:         w.clock.Now,
 		Logger:      slog.New(slog.NewTextHandler(w.logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
@@ -134,7 +140,7 @@ func (w *world) startCloud() error {
 		return err
 	}
 	w.cloud = c
-	w.addr = c.Addrs().CoAPS
+	w.addr, w.mqttAddr, w.httpAddr = c.Addrs().CoAPS, c.Addrs().MQTTS, c.Addrs().HTTPS
 	return nil
 }
 
@@ -175,7 +181,10 @@ type device interface {
 	Done() <-chan struct{}
 }
 
-var _ device = (*sim.Device)(nil)
+var (
+	_ device = (*sim.Device)(nil)
+	_ device = (*sim.MQTTDevice)(nil)
+)
 
 func (w *world) device(name string) (device, error) {
 	d, ok := w.devices[name]
