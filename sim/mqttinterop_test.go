@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/credloop/credloop/cloud/crl"
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/peer"
@@ -47,7 +49,7 @@ func writePEMFile(t *testing.T, name, typ string, ders ...[]byte) string {
 // startMosquitto runs mosquitto with a TLS listener that requires a client
 // certificate chaining to ca's root. It returns the address once mosquitto
 // says it is running.
-func startMosquitto(t *testing.T, ca *fakeca.Authority) string {
+func startMosquitto(t *testing.T, ca *fakeca.Authority, extra ...string) string {
 	t.Helper()
 	bin := peer.Require(t, "mosquitto")
 	dir := t.TempDir()
@@ -70,9 +72,9 @@ persistence false
 user root
 log_dest stderr
 log_type all
-`, port, writePEMFile(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Root.Cert.Raw),
+%s`, port, writePEMFile(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Root.Cert.Raw),
 		writePEMFile(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", server.Certificate...),
-		writePEMFile(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", key))
+		writePEMFile(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", key), strings.Join(extra, ""))
 	confPath := filepath.Join(dir, "mosquitto.conf")
 	if err := os.WriteFile(confPath, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
@@ -200,5 +202,61 @@ func TestMQTTDeviceAgainstMosquitto(t *testing.T) {
 	wantLines(t, console.String(), "rotated certificate failed 3 boots, falling back to factory credentials")
 	if n := strings.Count(console.String(), "closed before CONNACK"); n != 0 {
 		t.Logf("note: %d refusals by mosquitto looked like a close before CONNACK", n)
+	}
+}
+
+// Mosquitto configured with the fake CA and the CRL credloop writes for it
+// (require_certificate, crlfile): a revoked device is refused by Mosquitto
+// itself, through our CRL, while a device that is not revoked connects.
+func TestMosquittoRefusesRevokedThroughCRL(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	ca, err := fakeca.Init(fakeca.ECDSAP256, fakeca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Open(":memory:", registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	good := deviceCredential(t, ca.Issuing, "dev-good", project)
+	bad := deviceCredential(t, ca.Issuing, "dev-revoked", project)
+	leaf, err := x509.ParseCertificate(bad.CertChainDER[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Revoke(ctx, fakeca.Fingerprint(ca.Issuing.Cert.Raw), fmt.Sprintf("%x", leaf.SerialNumber), 1); err != nil {
+		t.Fatal(err)
+	}
+	crlDER, err := crl.Build(ctx, reg, ca.Issuing, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	crlFile := writePEMFile(t, filepath.Join(dir, "crl.pem"), "X509 CRL", crlDER)
+	addr := startMosquitto(t, ca, "crlfile "+crlFile+"\n")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Root.Cert)
+
+	start := func(id string, cred devicemodel.Credential) error {
+		console := &syncBuffer{}
+		d := sim.NewMQTTDevice(sim.MQTTDeviceOptions{
+			Model: devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: cred}, nil),
+			Addr:  addr, RootCAs: roots, Console: console, RetryDelay: time.Millisecond, JITPRetries: -1, MaxAttempts: 1,
+		})
+		defer func() {
+			d.Stop()
+			if t.Failed() {
+				t.Logf("%s console:\n%s", id, console)
+			}
+		}()
+		return d.Start(ctx)
+	}
+	if err := start("dev-good", good); err != nil {
+		t.Fatalf("device that is not revoked: %v", err)
+	}
+	if err := start("dev-revoked", bad); err == nil {
+		t.Fatal("mosquitto accepted a device our CRL revokes")
 	}
 }
