@@ -130,7 +130,17 @@ func (d *Device) Start(ctx context.Context) error {
 			d.sess = sess
 			d.lastErr = nil
 			d.logf("online (%s)", sess.CipherSuite())
-			return nil
+			if renewed, err := d.renewLocked(ctx, cred); err != nil || !renewed {
+				return nil // online either way; a failed renewal is retried at the next boot
+			}
+			// Renewed: reboot onto the new certificate.
+			d.closeLocked()
+			d.model.Reset()
+			plan = d.model.Boot()
+			d.logLines(plan.Log)
+			if plan.Err != nil {
+				return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
+			}
 		case dec.Reboot:
 			d.logf("rebooting")
 			d.model.Reset()
@@ -213,6 +223,21 @@ func (d *Device) Hello(ctx context.Context) (Hello, error) {
 	return h, nil
 }
 
+// renewLocked re-enrolls over EST (sren) when the certificate in use is
+// within its renewal window on the device's clock. It reports whether a
+// new certificate was stored.
+func (d *Device) renewLocked(ctx context.Context, cred devicemodel.Credential) (bool, error) {
+	if cred.Kind != devicemodel.KindCert || !d.model.NeedsRenewal(d.opts.Now()) {
+		return false, nil
+	}
+	st := d.model.State()
+	d.logf("certificate %s expires %s, inside the renewal window: re-enrolling", st.Fingerprint, st.NotAfter.UTC().Format(time.RFC3339))
+	if _, err := d.enroll(ctx, d.sess, true); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // Enroll obtains a certificate over EST (sen, or sren when reenroll) for a
 // key generated inside the model; the certificate is stored as the rotated
 // credential, used (and confirmed) from the next boot on.
@@ -221,6 +246,10 @@ func (d *Device) Enroll(ctx context.Context, reenroll bool) (*x509.Certificate, 
 	if err != nil {
 		return nil, err
 	}
+	return d.enroll(ctx, s, reenroll)
+}
+
+func (d *Device) enroll(ctx context.Context, s *Session, reenroll bool) (*x509.Certificate, error) {
 	cfg := d.model.Config()
 	csr, err := d.model.PrepareCSR(d.opts.Rand, pkix.Name{Organization: []string{cfg.Project}, CommonName: cfg.ID})
 	if err != nil {
