@@ -1,4 +1,6 @@
-// Package hil describes the boards on a test bench (the hardware map) and how to reset them.
+// Package hil is the hardware-in-the-loop layer: the hardware map of a test
+// bench, serial ports that survive re-enumeration, consoles with expect and
+// per-board logs, secret redaction, and reset sequences.
 package hil
 
 import (
