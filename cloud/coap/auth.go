@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -144,7 +145,7 @@ func (hs *handshakeState) psk(identity []byte) ([]byte, error) {
 	id := string(identity)
 	hs.mu.Lock()
 	hs.method = "psk"
-	hs.credential = printable(id)
+	hs.credential = endpoint.Printable(id)
 	hs.mu.Unlock()
 	dev, proj, err := registry.ParsePSKIdentity(id)
 	if err != nil {
@@ -184,16 +185,12 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	hs.mu.Lock()
 	hs.method = "cert"
 	hs.mu.Unlock()
-	if len(raw) == 0 {
+	certs, err := fakeca.ParseChain(raw)
+	switch {
+	case errors.Is(err, fakeca.ErrNoCert):
 		return hs.reject("no client certificate")
-	}
-	certs := make([]*x509.Certificate, 0, len(raw))
-	for _, der := range raw {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return hs.reject("client certificate malformed")
-		}
-		certs = append(certs, c)
+	case err != nil:
+		return hs.reject("client certificate malformed")
 	}
 	leaf := certs[0]
 	fp := fakeca.Fingerprint(leaf.Raw)
@@ -205,7 +202,7 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	}
 	project, device := leaf.Subject.Organization[0], leaf.Subject.CommonName
 	hs.mu.Lock()
-	hs.project, hs.device = printable(project), printable(device)
+	hs.project, hs.device = endpoint.Printable(project), endpoint.Printable(device)
 	hs.mu.Unlock()
 	if err := registry.ValidID(project); err != nil {
 		return hs.reject("certificate O is not a valid project id")
@@ -274,17 +271,13 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 		return hs.reject("certificate rejected: " + verifyReason(err))
 	}
 	// Revocation: every certificate of the chain below the root.
-	for i := 0; i+1 < len(chain); i++ {
-		revoked, err := reg.IsRevoked(ctx, fakeca.Fingerprint(chain[i+1].Raw), serialHex(chain[i]))
-		if err != nil {
-			return hs.reject("registry unavailable")
-		}
-		if revoked {
-			if i == 0 {
-				return hs.reject("certificate revoked")
-			}
-			return hs.reject("issuing CA certificate revoked: " + chain[i].Subject.CommonName)
-		}
+	switch i, err := reg.RevokedInChain(ctx, chain); {
+	case err != nil:
+		return hs.reject("registry unavailable")
+	case i == 0:
+		return hs.reject("certificate revoked")
+	case i > 0:
+		return hs.reject("issuing CA certificate revoked: " + chain[i].Subject.CommonName)
 	}
 	dev, err := reg.Device(ctx, project, device)
 	switch {
@@ -373,19 +366,6 @@ func verifyReason(err error) string {
 
 func serialHex(c *x509.Certificate) string {
 	return fmt.Sprintf("%x", c.SerialNumber)
-}
-
-// printable makes a peer-supplied string safe for logs and events.
-func printable(s string) string {
-	if len(s) > 128 {
-		s = s[:128]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }
 
 // revalidate reports why an established peer may no longer be connected,

@@ -12,6 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/est"
 	"github.com/credloop/credloop/internal/fakeca"
@@ -39,7 +40,7 @@ func (s *Server) est(w *response, r *pool.Message, p Peer, rest string) {
 	case "sren":
 		s.estEnroll(w, r, p, true)
 	default:
-		s.reply(w, codes.NotFound, "EST function not supported: "+printable(short))
+		s.reply(w, codes.NotFound, "EST function not supported: "+endpoint.Printable(short))
 	}
 }
 
@@ -187,7 +188,7 @@ func (s *Server) issue(ctx context.Context, p Peer, csrDER []byte) (*x509.Certif
 		return nil, err
 	}
 	if csr.Subject.CommonName != p.Device {
-		return nil, fmt.Errorf("%w: CSR CN %q is not the authenticated device %q", errForbidden, printable(csr.Subject.CommonName), p.Device)
+		return nil, fmt.Errorf("%w: CSR CN %q is not the authenticated device %q", errForbidden, endpoint.Printable(csr.Subject.CommonName), p.Device)
 	}
 	cert, err := s.opts.Authority.Issuing.SignCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 )
 
@@ -56,7 +57,7 @@ func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 	case strings.HasPrefix(path, ".well-known/est/"):
 		s.est(w, r, p, strings.TrimPrefix(path, ".well-known/est/"))
 	default:
-		s.reply(w, codes.NotFound, "no such resource: "+printable(path))
+		s.reply(w, codes.NotFound, "no such resource: "+endpoint.Printable(path))
 	}
 }
 
@@ -133,7 +134,7 @@ func (s *Server) state(w *response, r *pool.Message, p Peer, path string) {
 	case codes.GET:
 		v, err := s.reg.GetState(ctx, p.Project, p.Device, path)
 		if errors.Is(err, registry.ErrNotFound) {
-			s.reply(w, codes.NotFound, "no state at "+printable(path))
+			s.reply(w, codes.NotFound, "no state at "+endpoint.Printable(path))
 			return
 		}
 		if err != nil {

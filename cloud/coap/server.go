@@ -24,6 +24,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/pkg/runner/periodic"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -111,11 +112,7 @@ func Listen(opts Options) (*Server, error) {
 	// timeouts.
 	tick := min(max(opts.IdleTimeout/4, 50*time.Millisecond), time.Second)
 
-	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, opts.Hosts...)
-	if h, _, err := net.SplitHostPort(opts.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-		hosts = append(hosts, h)
-	}
-	cert, err := opts.Authority.Issuing.ServerCert(hosts, 90*24*time.Hour)
+	cert, err := endpoint.ServerCert(opts.Authority.Issuing, opts.Addr, opts.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("coap: server certificate: %w", err)
 	}
@@ -203,13 +200,7 @@ func (s *Server) Close() error {
 
 func (s *Server) now() time.Time { return s.opts.Now() }
 
-func (s *Server) record(e registry.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.reg.Record(ctx, e); err != nil {
-		s.log.Error("record event", "kind", e.Kind, "err", err)
-	}
-}
+func (s *Server) record(e registry.Event) { endpoint.Record(s.reg, s.log, e) }
 
 func (s *Server) onIdle(cc *udpClient.Conn) {
 	sess, ok := cc.NetConn().(*session)

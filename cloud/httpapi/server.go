@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud/crl"
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -86,11 +87,7 @@ func Listen(opts Options) (*Server, error) {
 		return nil, err
 	}
 	opts = s.opts
-	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, opts.Hosts...)
-	if h, _, err := net.SplitHostPort(opts.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-		hosts = append(hosts, h)
-	}
-	cert, err := opts.Authority.Issuing.ServerCert(hosts, 90*24*time.Hour)
+	cert, err := endpoint.ServerCert(opts.Authority.Issuing, opts.Addr, opts.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: server certificate: %w", err)
 	}
@@ -218,13 +215,7 @@ func (s *Server) Close() error {
 	return s.err
 }
 
-func (s *Server) record(e registry.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.reg.Record(ctx, e); err != nil {
-		s.log.Error("record event", "kind", e.Kind, "err", err)
-	}
-}
+func (s *Server) record(e registry.Event) { endpoint.Record(s.reg, s.log, e) }
 
 // onlyMethods answers 405 for a path served with other methods.
 func onlyMethods(allow string) http.HandlerFunc {

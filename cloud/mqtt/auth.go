@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -93,7 +94,7 @@ func (hs *handshake) fail(err error) {
 		case strings.Contains(err.Error(), "didn't provide a certificate"):
 			reason = "no client certificate"
 		default:
-			reason = "handshake failed: " + printable(err.Error())
+			reason = "handshake failed: " + endpoint.Printable(err.Error())
 		}
 	}
 	ev.Reason = reason
@@ -126,16 +127,12 @@ func (hs *handshake) scope() scope {
 // (or still PENDING_ACTIVATION) certificate under a JITP/JITR CA pass;
 // everything else fails the handshake with the reason recorded.
 func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
-	if len(raw) == 0 {
+	certs, err := fakeca.ParseChain(raw)
+	switch {
+	case errors.Is(err, fakeca.ErrNoCert):
 		return hs.reject("no client certificate")
-	}
-	certs := make([]*x509.Certificate, 0, len(raw))
-	for _, der := range raw {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			return hs.reject("client certificate malformed")
-		}
-		certs = append(certs, c)
+	case err != nil:
+		return hs.reject("client certificate malformed")
 	}
 	leaf := certs[0]
 	fp := fakeca.Fingerprint(leaf.Raw)
@@ -151,7 +148,7 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	}()
 	hs.mu.Lock()
 	hs.credential = fp
-	hs.device = printable(leaf.Subject.CommonName)
+	hs.device = endpoint.Printable(leaf.Subject.CommonName)
 	hs.mu.Unlock()
 
 	srv := hs.srv
@@ -221,17 +218,13 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	if err != nil {
 		return hs.reject(hs.chainReason(err, leaf, pool, inactive, isKnown))
 	}
-	for i := 0; i+1 < len(chain); i++ {
-		revoked, err := reg.IsRevoked(ctx, fakeca.Fingerprint(chain[i+1].Raw), serialHex(chain[i]))
-		if err != nil {
-			return hs.reject("registry unavailable")
-		}
-		if revoked {
-			if i == 0 {
-				return hs.reject("certificate revoked")
-			}
-			return hs.reject("issuing CA certificate revoked: " + printable(chain[i].Subject.CommonName))
-		}
+	switch i, err := reg.RevokedInChain(ctx, chain); {
+	case err != nil:
+		return hs.reject("registry unavailable")
+	case i == 0:
+		return hs.reject("certificate revoked")
+	case i > 0:
+		return hs.reject("issuing CA certificate revoked: " + endpoint.Printable(chain[i].Subject.CommonName))
 	}
 	// The registered CA nearest the leaf anchors the chain.
 	var anchor registry.CARegistration
@@ -354,7 +347,7 @@ func (hs *handshake) chainReason(err error, leaf *x509.Certificate, pool, inacti
 	if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
 		return "certificate not valid for client authentication"
 	}
-	return "certificate rejected: " + printable(err.Error())
+	return "certificate rejected: " + endpoint.Printable(err.Error())
 }
 
 // revalidate reports why an established peer may no longer be connected
@@ -387,17 +380,4 @@ func short(fp string) string {
 		return fp[:8]
 	}
 	return fp
-}
-
-// printable makes a peer-supplied string safe for logs and events.
-func printable(s string) string {
-	if len(s) > 128 {
-		s = s[:128]
-	}
-	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
-			return '?'
-		}
-		return r
-	}, s)
 }

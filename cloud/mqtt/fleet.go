@@ -9,6 +9,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -76,7 +77,7 @@ func (s *Server) fleet(sess *session, cl *mochi.Client, r request, payload []byt
 		ev.Outcome = registry.OutcomeOK
 	}
 	s.record(ev)
-	s.log.Info("fleet provisioning", "op", ev.Kind, "project", p.Project, "client", printable(cl.ID), "outcome", ev.Outcome, "reason", ev.Reason)
+	s.log.Info("fleet provisioning", "op", ev.Kind, "project", p.Project, "client", endpoint.Printable(cl.ID), "outcome", ev.Outcome, "reason", ev.Reason)
 	s.respond(cl, r.format, topic, answer)
 }
 
@@ -88,7 +89,7 @@ func (s *Server) respond(cl *mochi.Client, format, topic string, answer any) {
 		return
 	}
 	if err := s.deliver(cl, topic, body); err != nil {
-		s.log.Debug("answer not delivered", "client", printable(cl.ID), "topic", topic, "err", err)
+		s.log.Debug("answer not delivered", "client", endpoint.Printable(cl.ID), "topic", topic, "err", err)
 	}
 }
 
@@ -101,10 +102,10 @@ func intakeCSR(format string, payload []byte) (*x509.CertificateRequest, *reject
 	}
 	csr, err := fakeca.ParseCSR([]byte(pemCSR))
 	if err != nil {
-		return nil, &reject{400, codeInvalidCSR, printable(err.Error())}
+		return nil, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}
 	}
 	if err := fakeca.CheckCSR(csr, fakeca.Policy{}); err != nil {
-		return nil, &reject{400, codeInvalidCSR, printable(err.Error())}
+		return nil, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}
 	}
 	return csr, nil
 }
@@ -120,7 +121,7 @@ func (s *Server) createFromCSR(ctx context.Context, p Peer, format string, paylo
 	cert, err := s.opts.Authority.Issuing.SignCSR(csr, fakeca.Policy{Validity: s.opts.CertValidity, NotBefore: now.Add(-time.Minute)})
 	if err != nil {
 		if errors.Is(err, fakeca.ErrBadCSR) || errors.Is(err, fakeca.ErrPolicy) {
-			return nil, registry.Event{}, &reject{400, codeInvalidCSR, printable(err.Error())}
+			return nil, registry.Event{}, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}
 		}
 		s.log.Error("sign CSR", "err", err)
 		return nil, registry.Event{}, internalFailure
@@ -218,7 +219,7 @@ func (s *Server) registerThing(ctx context.Context, sess *session, r request, pa
 	}
 	thing, err := t.ThingName(req.Parameters)
 	if err != nil {
-		return nil, registry.Event{}, &reject{400, codeInvalidParameters, printable(err.Error())}
+		return nil, registry.Event{}, &reject{400, codeInvalidParameters, endpoint.Printable(err.Error())}
 	}
 	ev := registry.Event{Device: thing}
 	tokFP := fakeca.ShortFingerprint([]byte(req.Token))

@@ -9,6 +9,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 )
 
@@ -44,7 +45,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 	p := sess.getPeer()
 	// A will is a publish too: one outside the ACL is dropped.
 	if cl.Properties.Will.Flag != 0 && !sess.scope.canPublish(cl.Properties.Will.TopicName) {
-		h.s.log.Debug("will outside the ACL dropped", "client", cl.ID, "topic", printable(cl.Properties.Will.TopicName))
+		h.s.log.Debug("will outside the ACL dropped", "client", cl.ID, "topic", endpoint.Printable(cl.Properties.Will.TopicName))
 		cl.Properties.Will = mochi.Will{}
 	}
 	reason := "session established"
@@ -56,7 +57,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 		cancel()
 	}
 	h.s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeOK, Reason: reason})
-	h.s.log.Info("session established", "project", p.Project, "device", p.Device, "role", p.Role, "client", printable(cl.ID), "credential", short(p.Credential))
+	h.s.log.Info("session established", "project", p.Project, "device", p.Device, "role", p.Role, "client", endpoint.Printable(cl.ID), "credential", short(p.Credential))
 	return true
 }
 
@@ -73,7 +74,7 @@ func (h *hook) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 		return false
 	}
 	if !sess.scope.canRead(topic) {
-		h.s.log.Debug("acl: refused", "client", printable(cl.ID), "filter", printable(topic))
+		h.s.log.Debug("acl: refused", "client", endpoint.Printable(cl.ID), "filter", endpoint.Printable(topic))
 		return false
 	}
 	return true
@@ -88,7 +89,7 @@ func (h *hook) OnPublish(cl *mochi.Client, pk packets.Packet) (packets.Packet, e
 	}
 	sess := sessionOf(cl)
 	if sess == nil || !sess.scope.canPublish(pk.TopicName) {
-		h.s.log.Debug("acl: publish refused", "client", printable(cl.ID), "topic", printable(pk.TopicName))
+		h.s.log.Debug("acl: publish refused", "client", endpoint.Printable(cl.ID), "topic", endpoint.Printable(pk.TopicName))
 		if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 {
 			return pk, packets.ErrNotAuthorized
 		}

@@ -10,6 +10,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -200,10 +201,10 @@ func (s *Server) signRotationCSR(ctx context.Context, p Peer, payload []byte) (c
 		return csrAccepted{}, rej
 	}
 	if err := fakeca.CheckCSR(csr, fakeca.Policy{Organization: p.Project}); err != nil {
-		return csrAccepted{}, &reject{400, codeInvalidCSR, printable(err.Error())}
+		return csrAccepted{}, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}
 	}
 	if csr.Subject.CommonName != p.Device {
-		return csrAccepted{}, &reject{400, codeInvalidCSR, fmt.Sprintf("CSR subject CN %q is not the device id %q", printable(csr.Subject.CommonName), p.Device)}
+		return csrAccepted{}, &reject{400, codeInvalidCSR, fmt.Sprintf("CSR subject CN %q is not the device id %q", endpoint.Printable(csr.Subject.CommonName), p.Device)}
 	}
 	key := p.Project + "/" + p.Device
 	s.mu.Lock()
@@ -221,7 +222,7 @@ func (s *Server) signRotationCSR(ctx context.Context, p Peer, payload []byte) (c
 	cert, err := signer.SignCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
 	if err != nil {
 		if errors.Is(err, fakeca.ErrBadCSR) || errors.Is(err, fakeca.ErrPolicy) {
-			return csrAccepted{}, &reject{400, codeInvalidCSR, printable(err.Error())}
+			return csrAccepted{}, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}
 		}
 		return csrAccepted{}, internalFailure
 	}

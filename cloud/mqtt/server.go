@@ -18,6 +18,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
+	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -167,11 +168,7 @@ func Listen(opts Options) (*Server, error) {
 		jit:       newStripes(),
 		mochiLog:  &gate{},
 	}
-	hosts := append([]string{"localhost", "127.0.0.1", "::1"}, opts.Hosts...)
-	if h, _, err := net.SplitHostPort(opts.Addr); err == nil && h != "" && h != "0.0.0.0" && h != "::" {
-		hosts = append(hosts, h)
-	}
-	cert, err := opts.Authority.Issuing.ServerCert(hosts, 90*24*time.Hour)
+	cert, err := endpoint.ServerCert(opts.Authority.Issuing, opts.Addr, opts.Hosts)
 	if err != nil {
 		return nil, fmt.Errorf("mqtt: server certificate: %w", err)
 	}
@@ -273,13 +270,7 @@ func (s *Server) Close() error {
 
 func (s *Server) now() time.Time { return s.opts.Now() }
 
-func (s *Server) record(e registry.Event) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := s.reg.Record(ctx, e); err != nil {
-		s.log.Error("record event", "kind", e.Kind, "err", err)
-	}
-}
+func (s *Server) record(e registry.Event) { endpoint.Record(s.reg, s.log, e) }
 
 // notify wakes everyone waiting for a change of sessions or
 // subscriptions.
@@ -339,7 +330,7 @@ func (d debugHandler) Handle(ctx context.Context, r slog.Record) error {
 func redact(a slog.Attr) slog.Attr {
 	switch v := a.Value.Any().(type) {
 	case packets.Packet:
-		return slog.Group(a.Key, "type", packets.PacketNames[v.FixedHeader.Type], "topic", printable(v.TopicName), "payload_bytes", len(v.Payload))
+		return slog.Group(a.Key, "type", packets.PacketNames[v.FixedHeader.Type], "topic", endpoint.Printable(v.TopicName), "payload_bytes", len(v.Payload))
 	case *packets.Packet:
 		if v != nil {
 			return redact(slog.Any(a.Key, *v))

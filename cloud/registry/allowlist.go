@@ -96,23 +96,7 @@ func (r *Registry) AllowEntry(ctx context.Context, udid string) (AllowEntry, err
 // Allowlist returns the allowlist of a project ("" for all projects),
 // ordered by project and UDID.
 func (r *Registry) Allowlist(ctx context.Context, project string) ([]AllowEntry, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	q := `SELECT ` + allowColumns + ` FROM allowlist`
-	var args []any
-	if project != "" {
-		if err := ValidID(project); err != nil {
-			return nil, fmt.Errorf("allowlist: project: %w", err)
-		}
-		q += ` WHERE project = ?`
-		args = append(args, project)
-	}
-	es, err := queryAll(ctx, r.rd, scanAllow, q+` ORDER BY project, udid`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("allowlist of %q: %w", project, err)
-	}
-	return es, nil
+	return ofProject(ctx, r, "allowlist", scanAllow, `SELECT `+allowColumns+` FROM allowlist`, `project, udid`, project)
 }
 
 // MarkProvisioned records that a certificate was issued for the UDID.

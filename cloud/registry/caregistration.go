@@ -162,23 +162,7 @@ func (r *Registry) CARegistrationByID(ctx context.Context, id string) (CARegistr
 // CARegistrations returns the CA registrations of a project ("" for all
 // projects), ordered by project, then oldest first.
 func (r *Registry) CARegistrations(ctx context.Context, project string) ([]CARegistration, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	q := `SELECT ` + caRegColumns + ` FROM ca_registrations`
-	var args []any
-	if project != "" {
-		if err := ValidID(project); err != nil {
-			return nil, fmt.Errorf("CA registrations: project: %w", err)
-		}
-		q += ` WHERE project = ?`
-		args = append(args, project)
-	}
-	regs, err := queryAll(ctx, r.rd, scanCAReg, q+` ORDER BY project, created, id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("CA registrations of %q: %w", project, err)
-	}
-	return regs, nil
+	return ofProject(ctx, r, "CA registrations", scanCAReg, `SELECT `+caRegColumns+` FROM ca_registrations`, `project, created, id`, project)
 }
 
 // SetCAActive activates or deactivates a CA registration (AWS

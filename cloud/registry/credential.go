@@ -187,16 +187,9 @@ func (r *Registry) AddPSK(ctx context.Context, project, device, identity string,
 		if n >= MaxPSKsPerDevice {
 			return fmt.Errorf("%w: device has %d", ErrTooManyPSKs, n)
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO credentials (project, device, kind, state, psk_identity, psk, fingerprint, created)
+		var err error
+		c, err = insertCred(ctx, tx, `INSERT INTO credentials (project, device, kind, state, psk_identity, psk, fingerprint, created)
 			VALUES (?, ?, 'psk', 'ACTIVE', ?, ?, ?, ?)`, project, device, identity, key, Fingerprint(key), r.stamp())
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		c, err = scanCred(tx.QueryRowContext(ctx, `SELECT `+credColumns+` FROM credentials c WHERE c.id = ?`, id))
 		return err
 	})
 	if err != nil {
@@ -281,19 +274,11 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 				state = StateRevoked
 			}
 		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO credentials
+		c, err = insertCred(ctx, tx, `INSERT INTO credentials
 			(project, device, kind, state, serial, fingerprint, issuer_fp, issuer, subject, not_before, not_after, der, created)
 			VALUES (?, ?, 'cert', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			project, nullable(device), string(state), serial, fp, issuerFP, cert.Issuer.String(), cert.Subject.String(),
 			dbTime(cert.NotBefore), dbTime(cert.NotAfter), cert.Raw, r.stamp())
-		if err != nil {
-			return err
-		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return err
-		}
-		c, err = scanCred(tx.QueryRowContext(ctx, `SELECT `+credColumns+` FROM credentials c WHERE c.id = ?`, id))
 		return err
 	})
 	if err != nil {
@@ -301,6 +286,20 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 	}
 	r.log.Debug("certificate added", "credential", c)
 	return c, nil
+}
+
+// insertCred runs insert, an INSERT of one credential, in tx and returns
+// the credential stored.
+func insertCred(ctx context.Context, tx *sql.Tx, insert string, args ...any) (Credential, error) {
+	res, err := tx.ExecContext(ctx, insert, args...)
+	if err != nil {
+		return Credential{}, err
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return Credential{}, err
+	}
+	return scanCred(tx.QueryRowContext(ctx, `SELECT `+credColumns+` FROM credentials c WHERE c.id = ?`, id))
 }
 
 // issuerFromRoots returns the fingerprint of the project's trusted root

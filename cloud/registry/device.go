@@ -115,25 +115,7 @@ func (r *Registry) Device(ctx context.Context, project, id string) (Device, erro
 // Devices returns the devices of a project ("" for all projects), ordered
 // by project and id. A project that does not exist has none.
 func (r *Registry) Devices(ctx context.Context, project string) ([]Device, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	var (
-		ds  []Device
-		err error
-	)
-	if project == "" {
-		ds, err = queryAll(ctx, r.rd, scanDevice, `SELECT `+deviceColumns+` FROM devices ORDER BY project, id`)
-	} else {
-		if err := ValidID(project); err != nil {
-			return nil, fmt.Errorf("devices: project: %w", err)
-		}
-		ds, err = queryAll(ctx, r.rd, scanDevice, `SELECT `+deviceColumns+` FROM devices WHERE project = ? ORDER BY id`, project)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("devices of %q: %w", project, err)
-	}
-	return ds, nil
+	return ofProject(ctx, r, "devices", scanDevice, `SELECT `+deviceColumns+` FROM devices`, `project, id`, project)
 }
 
 // SetDeviceDisabled disables or re-enables a device.

@@ -248,6 +248,28 @@ func queryAll[T any](ctx context.Context, q querier, scan func(rowScanner) (T, e
 	return out, rows.Err()
 }
 
+// ofProject runs query, a SELECT without WHERE or ORDER BY on a table
+// with a project column, for the rows of project ("" for all projects)
+// sorted by order; what names the list in errors.
+func ofProject[T any](ctx context.Context, r *Registry, what string, scan func(rowScanner) (T, error), query, order, project string) ([]T, error) {
+	if err := r.check(); err != nil {
+		return nil, err
+	}
+	var args []any
+	if project != "" {
+		if err := ValidID(project); err != nil {
+			return nil, fmt.Errorf("%s: project: %w", what, err)
+		}
+		query += ` WHERE project = ?`
+		args = append(args, project)
+	}
+	out, err := queryAll(ctx, r.rd, scan, query+` ORDER BY `+order, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s of %q: %w", what, project, err)
+	}
+	return out, nil
+}
+
 // notFound maps sql.ErrNoRows to ErrNotFound.
 func notFound(err error) error {
 	if errors.Is(err, sql.ErrNoRows) {

@@ -133,6 +133,23 @@ func (r *Registry) IsRevoked(ctx context.Context, issuerFP, serial string) (bool
 	return true, nil
 }
 
+// RevokedInChain returns the index of the first certificate of chain
+// (leaf first, each certificate followed by its issuer) that the
+// certificate after it revoked, or -1 when none was revoked. The last
+// certificate, the anchor, is not checked.
+func (r *Registry) RevokedInChain(ctx context.Context, chain []*x509.Certificate) (int, error) {
+	for i := 0; i+1 < len(chain); i++ {
+		revoked, err := r.IsRevoked(ctx, Fingerprint(chain[i+1].Raw), fmt.Sprintf("%x", chain[i].SerialNumber))
+		if err != nil {
+			return -1, err
+		}
+		if revoked {
+			return i, nil
+		}
+	}
+	return -1, nil
+}
+
 // Revocations returns the issuer's revocations, oldest first: the
 // contents of its next CRL.
 func (r *Registry) Revocations(ctx context.Context, issuerFP string) ([]Revocation, error) {

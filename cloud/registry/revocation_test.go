@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
@@ -166,6 +167,59 @@ func TestRevoke(t *testing.T) {
 		t.Run("SetIssuerFingerprint "+tt.name, func(t *testing.T) {
 			if err := r.SetIssuerFingerprint(ctx, tt.id, tt.fp); !errors.Is(err, tt.want) {
 				t.Fatalf("SetIssuerFingerprint = %v, want %v", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestRevokedInChain(t *testing.T) {
+	r := openMem(t, newClock())
+	ctx := ctxT(t)
+	root := newCA(t, "root", nil)
+	inter := newCA(t, "intermediate", root)
+	revokedInter := newCA(t, "revoked intermediate", root)
+	exp := t0.Add(time.Hour)
+	parse := func(der []byte) *x509.Certificate {
+		t.Helper()
+		return must[*x509.Certificate](t)(x509.ParseCertificate(der))
+	}
+	good := parse(inter.leaf(t, "p", "d1", 0x1a, exp))
+	revoked := parse(inter.leaf(t, "p", "d1", 0x1b, exp))
+	underRevoked := parse(revokedInter.leaf(t, "p", "d1", 0x1c, exp))
+	must[Revocation](t)(r.Revoke(ctx, inter.fp, "1b", 1))
+	must[Revocation](t)(r.Revoke(ctx, root.fp, fmt.Sprintf("%x", revokedInter.cert.SerialNumber), 1))
+	// The same serial revoked by another issuer does not count.
+	must[Revocation](t)(r.Revoke(ctx, revokedInter.fp, "1a", 1))
+
+	closed, err := Open(":memory:", testOptions(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closed.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		r     *Registry
+		chain []*x509.Certificate
+		want  int
+		err   error
+	}{
+		{"nothing revoked", r, []*x509.Certificate{good, inter.cert, root.cert}, -1, nil},
+		{"leaf revoked", r, []*x509.Certificate{revoked, inter.cert, root.cert}, 0, nil},
+		{"leaf revoked, anchor is the intermediate", r, []*x509.Certificate{revoked, inter.cert}, 0, nil},
+		{"intermediate revoked", r, []*x509.Certificate{underRevoked, revokedInter.cert, root.cert}, 1, nil},
+		{"intermediate revoked, anchor is the intermediate", r, []*x509.Certificate{underRevoked, revokedInter.cert}, -1, nil},
+		{"anchor alone", r, []*x509.Certificate{root.cert}, -1, nil},
+		{"empty", r, nil, -1, nil},
+		{"closed registry", closed, []*x509.Certificate{good, inter.cert, root.cert}, -1, ErrClosed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.r.RevokedInChain(ctx, tt.chain)
+			if got != tt.want || !errors.Is(err, tt.err) {
+				t.Fatalf("RevokedInChain = %d, %v; want %d, %v", got, err, tt.want, tt.err)
 			}
 		})
 	}

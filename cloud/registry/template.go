@@ -162,23 +162,7 @@ func (r *Registry) Template(ctx context.Context, name string) (Template, error) 
 // Templates returns the provisioning templates of a project ("" for all
 // projects), ordered by project and name.
 func (r *Registry) Templates(ctx context.Context, project string) ([]Template, error) {
-	if err := r.check(); err != nil {
-		return nil, err
-	}
-	q := `SELECT ` + templateColumns + ` FROM templates`
-	var args []any
-	if project != "" {
-		if err := ValidID(project); err != nil {
-			return nil, fmt.Errorf("templates: project: %w", err)
-		}
-		q += ` WHERE project = ?`
-		args = append(args, project)
-	}
-	ts, err := queryAll(ctx, r.rd, scanTemplate, q+` ORDER BY project, name`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("templates of %q: %w", project, err)
-	}
-	return ts, nil
+	return ofProject(ctx, r, "templates", scanTemplate, `SELECT `+templateColumns+` FROM templates`, `project, name`, project)
 }
 
 const templateColumns = `name, project, thing_name_param, thing_prefix, required, activate, created`

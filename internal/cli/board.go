@@ -13,7 +13,9 @@ import (
 func init() {
 	register(command{name: "board", summary: "find boards on serial ports and write a hardware map", run: func(ctx context.Context, env *Env) error {
 		return subcommands(ctx, env, "board", boardUsage, map[string]func(context.Context, *Env) error{
-			"list": func(ctx context.Context, env *Env) error { return boardList(env, hil.ListPorts) },
+			"list":    func(ctx context.Context, env *Env) error { return boardList(env, hil.ListPorts) },
+			"console": boardConsole,
+			"reset":   boardReset,
 		})
 	}})
 }
@@ -31,11 +33,103 @@ rate, how to reset it, and optional power and flash commands; a board with
 Subcommands:
   list       list serial ports, guess each board's kind from its USB ids,
              and optionally write a hardware map (--generate FILE)
+  console    an interactive console on a board, logged (secrets redacted)
+  reset      reset a board the way the hardware map says
+
+Boards with "emulate: true" exist only inside scenarios (credloop run),
+where credloop starts their emulators.
 
 Examples:
   credloop board list
   credloop board list --generate hardware.yml
+  credloop board console --map hardware.yml esp32-1
+  credloop board reset --map hardware.yml nrf-1
 `
+
+const boardConsoleUsage = `
+Usage: credloop board console --map FILE NAME [--log-dir DIR]
+
+Opens the board's serial port (by path, or by USB serial number or location,
+reopened if the board re-enumerates) and passes your keystrokes to it and its
+output to you, line by line. Everything is logged with timestamps to
+DIR/boards/NAME.log. Ctrl-] ends the session.
+
+Example:
+  credloop board console --map hardware.yml esp32-1
+`
+
+const boardResetUsage = `
+Usage: credloop board reset --map FILE NAME [--log-dir DIR]
+
+Resets the board as the hardware map says: an esptool-style DTR/RTS
+sequence (reset: "D0|R1|W0.1|R0"), a console command
+(reset: "console:kernel reboot cold"), or its power command (reset: power).
+
+Example:
+  credloop board reset --map hardware.yml esp32-1
+`
+
+// openMapBoard loads the map, finds a real board and opens its console.
+func openMapBoard(ctx context.Context, env *Env, usage string) (hil.Board, *hil.Console, error) {
+	fs := flagSet(env, "board", usage)
+	mapFile := fs.String("map", "", "hardware map `FILE` (YAML)")
+	logDir := fs.String("log-dir", ".", "write the board log under `DIR`/boards/")
+	args, err := parseArgs(fs, env.Args, "NAME")
+	if err != nil {
+		return hil.Board{}, nil, err
+	}
+	if *mapFile == "" {
+		return hil.Board{}, nil, usageErr("--map is required (write one with 'credloop board list --generate FILE')")
+	}
+	m, err := hil.LoadMap(*mapFile)
+	if err != nil {
+		return hil.Board{}, nil, err
+	}
+	b, err := m.Board(args[0])
+	if err != nil {
+		return hil.Board{}, nil, err
+	}
+	if b.Emulate {
+		return hil.Board{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", b.Name)
+	}
+	po, err := b.PortOptions()
+	if err != nil {
+		return hil.Board{}, nil, err
+	}
+	port, err := hil.OpenPort(ctx, po)
+	if err != nil {
+		return hil.Board{}, nil, err
+	}
+	c, err := hil.NewConsole(port, hil.ConsoleOptions{Name: b.Name, RunDir: *logDir})
+	if err != nil {
+		_ = port.Close()
+		return hil.Board{}, nil, err
+	}
+	return b, c, nil
+}
+
+func boardConsole(ctx context.Context, env *Env) error {
+	b, c, err := openMapBoard(ctx, env, boardConsoleUsage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	fmt.Fprintf(env.Stderr, "connected to %s (%s); log: %s; Ctrl-] to quit\n", b.Name, c.Conn(), c.LogPath())
+	return c.Interact(ctx, env.Stdin, env.Stdout)
+}
+
+func boardReset(ctx context.Context, env *Env) error {
+	b, c, err := openMapBoard(ctx, env, boardResetUsage)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := hil.ResetBoard(ctx, b, c); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "reset %s\n", b.Name)
+	return nil
+}
 
 const boardListUsage = `
 Usage: credloop board list [--generate FILE] [--json]

@@ -981,28 +981,16 @@ Examples:
 
 func caRegistrations(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "ca registrations", caRegistrationsUsage)
-	dirArg := addDirFlag(fs)
-	project := fs.String("project", "", "only registrations of `PROJECT`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	lf := addListFlags(fs, "only registrations of `PROJECT`")
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	if *project != "" {
-		if err := projectArg(*project); err != nil {
-			return err
-		}
-	}
-	reg, err := openRegistryAt(*dirArg, false)
+	reg, err := lf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *project != "" {
-		if err := needProject(ctx, reg, *dirArg, *project); err != nil {
-			return err
-		}
-	}
-	regs, err := reg.CARegistrations(ctx, *project)
+	regs, err := reg.CARegistrations(ctx, *lf.project)
 	if err != nil {
 		return err
 	}
@@ -1014,17 +1002,10 @@ func caRegistrations(ctx context.Context, env *Env) (err error) {
 		}
 		infos = append(infos, caRegInfo{ID: r.ID, Project: r.Project, Subject: r.Subject, Mode: string(r.Mode), Template: r.TemplateName, Status: status, Created: r.Created})
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintln(env.Stdout, "no registered CA certificates: register one with `credloop ca register --project PROJECT --mode jitp`")
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "PROJECT\tCA CERTIFICATE ID\tSUBJECT\tMODE\tTEMPLATE\tSTATUS\tREGISTERED")
-	for _, r := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Project, short(r.ID, 16), r.Subject, r.Mode, dashIfEmpty(r.Template), r.Status, rfc3339(r.Created))
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *lf.json, infos,
+		"no registered CA certificates: register one with `credloop ca register --project PROJECT --mode jitp`",
+		"PROJECT\tCA CERTIFICATE ID\tSUBJECT\tMODE\tTEMPLATE\tSTATUS\tREGISTERED",
+		func(w io.Writer, r caRegInfo) {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Project, short(r.ID, 16), r.Subject, r.Mode, dashIfEmpty(r.Template), r.Status, rfc3339(r.Created))
+		})
 }

@@ -241,6 +241,36 @@ func openProject(ctx context.Context, dir, project string) (*registry.Registry, 
 	return reg, nil
 }
 
+// listFlags are the flags of a command that lists records of one project
+// or of all: --dir, --project and --json.
+type listFlags struct {
+	dir, project *string
+	json         *bool
+}
+
+// addListFlags registers --dir, --project (described by projectUsage) and
+// --json on fs.
+func addListFlags(fs *flag.FlagSet, projectUsage string) listFlags {
+	return listFlags{
+		dir:     addDirFlag(fs),
+		project: fs.String("project", "", projectUsage),
+		json:    fs.Bool("json", false, "print JSON"),
+	}
+}
+
+// open opens the registry of an existing DIR; with --project it validates
+// the id and makes sure the project is in the registry. The caller closes
+// the registry.
+func (l listFlags) open(ctx context.Context) (*registry.Registry, error) {
+	if *l.project == "" {
+		return openRegistryAt(*l.dir, false)
+	}
+	if err := projectArg(*l.project); err != nil {
+		return nil, err
+	}
+	return openProject(ctx, *l.dir, *l.project)
+}
+
 // openDevice opens the registry of an existing DIR and returns the device,
 // or a clear error when it (or its project) does not exist. The caller
 // closes the registry.
@@ -294,6 +324,25 @@ func emitJSON(w io.Writer, v any) error {
 	e.SetIndent("", "  ")
 	e.SetEscapeHTML(false)
 	return e.Encode(v)
+}
+
+// printList prints the records of a list command: as JSON with asJSON;
+// else the line empty when there are none; else a table of header and
+// one row per record.
+func printList[T any](w io.Writer, asJSON bool, infos []T, empty, header string, row func(w io.Writer, v T)) error {
+	if asJSON {
+		return emitJSON(w, infos)
+	}
+	if len(infos) == 0 {
+		fmt.Fprintln(w, empty)
+		return nil
+	}
+	tw := newTable(w)
+	fmt.Fprintln(tw, header)
+	for _, v := range infos {
+		row(tw, v)
+	}
+	return tw.Flush()
 }
 
 // rfc3339 formats t in UTC, "-" when zero.

@@ -504,32 +504,20 @@ Examples:
 
 func deviceList(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device list", deviceListUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "only devices of `PROJECT`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	lf := addListFlags(fs, "only devices of `PROJECT`")
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	if *project != "" {
-		if err := projectArg(*project); err != nil {
-			return err
-		}
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := lf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *project != "" {
-		if err := needProject(ctx, reg, *dir, *project); err != nil {
-			return err
-		}
-	}
-	devs, err := reg.Devices(ctx, *project)
+	devs, err := reg.Devices(ctx, *lf.project)
 	if err != nil {
 		return err
 	}
-	creds, err := reg.Credentials(ctx, *project, "")
+	creds, err := reg.Credentials(ctx, *lf.project, "")
 	if err != nil {
 		return err
 	}
@@ -541,27 +529,20 @@ func deviceList(ctx context.Context, env *Env) (err error) {
 	for _, d := range devs {
 		infos = append(infos, deviceInfoOf(d, count[[2]string{d.Project, d.ID}]))
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintln(env.Stdout, "no devices: add one with `credloop device add --project PROJECT ID`, or let a device with a trusted certificate connect")
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "ID\tPROJECT\tSTATE\tAUTO-PROVISIONED\tCREDENTIALS\tLAST SEEN")
-	for _, d := range infos {
-		auto := "no"
-		if d.AutoProvisioned {
-			auto = "yes"
-		}
-		last := "never"
-		if !d.LastSeen.IsZero() {
-			last = rfc3339(d.LastSeen)
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.Project, d.State, auto, d.Credentials, last)
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *lf.json, infos,
+		"no devices: add one with `credloop device add --project PROJECT ID`, or let a device with a trusted certificate connect",
+		"ID\tPROJECT\tSTATE\tAUTO-PROVISIONED\tCREDENTIALS\tLAST SEEN",
+		func(w io.Writer, d deviceInfo) {
+			auto := "no"
+			if d.AutoProvisioned {
+				auto = "yes"
+			}
+			last := "never"
+			if !d.LastSeen.IsZero() {
+				last = rfc3339(d.LastSeen)
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", d.ID, d.Project, d.State, auto, d.Credentials, last)
+		})
 }
 
 const deviceShowUsage = `
@@ -1027,28 +1008,16 @@ Examples:
 
 func deviceAllowlist(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device allowlist", deviceAllowlistUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "only entries of `PROJECT`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	lf := addListFlags(fs, "only entries of `PROJECT`")
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	if *project != "" {
-		if err := projectArg(*project); err != nil {
-			return err
-		}
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := lf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *project != "" {
-		if err := needProject(ctx, reg, *dir, *project); err != nil {
-			return err
-		}
-	}
-	es, err := reg.Allowlist(ctx, *project)
+	es, err := reg.Allowlist(ctx, *lf.project)
 	if err != nil {
 		return err
 	}
@@ -1056,23 +1025,16 @@ func deviceAllowlist(ctx context.Context, env *Env) (err error) {
 	for _, e := range es {
 		infos = append(infos, allowInfo{UDID: e.UDID, Project: e.Project, PublicKeyFingerprint: e.PublicKeyFingerprint, Provisioned: e.Provisioned, Added: e.Added})
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintln(env.Stdout, "the allowlist is empty: add a device with `credloop device allow --project PROJECT --udid UDID --pubkey FILE`")
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "PROJECT\tUDID\tKEY FINGERPRINT\tPROVISIONED\tADDED")
-	for _, e := range infos {
-		prov := "no"
-		if e.Provisioned {
-			prov = "yes"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Project, e.UDID, short(e.PublicKeyFingerprint, 16), prov, rfc3339(e.Added))
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *lf.json, infos,
+		"the allowlist is empty: add a device with `credloop device allow --project PROJECT --udid UDID --pubkey FILE`",
+		"PROJECT\tUDID\tKEY FINGERPRINT\tPROVISIONED\tADDED",
+		func(w io.Writer, e allowInfo) {
+			prov := "no"
+			if e.Provisioned {
+				prov = "yes"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Project, e.UDID, short(e.PublicKeyFingerprint, 16), prov, rfc3339(e.Added))
+		})
 }
 
 const deviceExpiringUsage = `
@@ -1117,10 +1079,8 @@ type expiringInfo struct {
 
 func deviceExpiring(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "device expiring", deviceExpiringUsage)
-	dir := addDirFlag(fs)
+	lf := addListFlags(fs, "only certificates of `PROJECT`")
 	within := fs.String("within", "30d", "list certificates expiring within `DURATION` (60d, 36h)")
-	project := fs.String("project", "", "only certificates of `PROJECT`")
-	asJSON := fs.Bool("json", false, "print JSON")
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
@@ -1128,21 +1088,11 @@ func deviceExpiring(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	if *project != "" {
-		if err := projectArg(*project); err != nil {
-			return err
-		}
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := lf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *project != "" {
-		if err := needProject(ctx, reg, *dir, *project); err != nil {
-			return err
-		}
-	}
 	now := time.Now()
 	creds, err := reg.ExpiringCertificates(ctx, d, now)
 	if err != nil {
@@ -1150,27 +1100,20 @@ func deviceExpiring(ctx context.Context, env *Env) (err error) {
 	}
 	infos := []expiringInfo{}
 	for _, c := range creds {
-		if *project != "" && c.Project != *project {
+		if *lf.project != "" && c.Project != *lf.project {
 			continue
 		}
 		infos = append(infos, expiringInfo{Project: c.Project, Device: c.Device, CertificateID: c.Fingerprint, Serial: c.Serial,
 			State: string(c.State), NotAfter: c.NotAfter, DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)})
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintf(env.Stdout, "no certificate expires within %s\n", *within)
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "PROJECT\tDEVICE\tCERTIFICATE ID\tSERIAL\tSTATE\tNOT AFTER\tDAYS LEFT")
-	for _, e := range infos {
-		left := strconv.Itoa(e.DaysLeft)
-		if e.DaysLeft < 0 || !e.NotAfter.After(now) {
-			left += " (expired)"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Project, dashIfEmpty(e.Device), short(e.CertificateID, 16), e.Serial, e.State, rfc3339(e.NotAfter), left)
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *lf.json, infos,
+		"no certificate expires within "+*within,
+		"PROJECT\tDEVICE\tCERTIFICATE ID\tSERIAL\tSTATE\tNOT AFTER\tDAYS LEFT",
+		func(w io.Writer, e expiringInfo) {
+			left := strconv.Itoa(e.DaysLeft)
+			if e.DaysLeft < 0 || !e.NotAfter.After(now) {
+				left += " (expired)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Project, dashIfEmpty(e.Device), short(e.CertificateID, 16), e.Serial, e.State, rfc3339(e.NotAfter), left)
+		})
 }

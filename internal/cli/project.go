@@ -164,19 +164,12 @@ func projectList(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintf(env.Stdout, "no projects in %s: create one with `credloop project create ID --dir %s`\n", *dir, shellArg(*dir))
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "ID\tCREATED\tDEVICES\tTRUSTED ROOTS")
-	for _, p := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\n", p.ID, rfc3339(p.Created), p.Devices, len(p.TrustedRoots))
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *asJSON, infos,
+		fmt.Sprintf("no projects in %s: create one with `credloop project create ID --dir %s`", *dir, shellArg(*dir)),
+		"ID\tCREATED\tDEVICES\tTRUSTED ROOTS",
+		func(w io.Writer, p projectInfo) {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%d\n", p.ID, rfc3339(p.Created), p.Devices, len(p.TrustedRoots))
+		})
 }
 
 const projectShowUsage = `
@@ -485,28 +478,16 @@ Examples:
 
 func projectTemplates(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "project templates", projectTemplatesUsage)
-	dir := addDirFlag(fs)
-	project := fs.String("project", "", "only templates of `PROJECT`")
-	asJSON := fs.Bool("json", false, "print JSON")
+	lf := addListFlags(fs, "only templates of `PROJECT`")
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	if *project != "" {
-		if err := projectArg(*project); err != nil {
-			return err
-		}
-	}
-	reg, err := openRegistryAt(*dir, false)
+	reg, err := lf.open(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *project != "" {
-		if err := needProject(ctx, reg, *dir, *project); err != nil {
-			return err
-		}
-	}
-	ts, err := reg.Templates(ctx, *project)
+	ts, err := reg.Templates(ctx, *lf.project)
 	if err != nil {
 		return err
 	}
@@ -514,17 +495,10 @@ func projectTemplates(ctx context.Context, env *Env) (err error) {
 	for _, t := range ts {
 		infos = append(infos, templateInfoOf(t))
 	}
-	if *asJSON {
-		return emitJSON(env.Stdout, infos)
-	}
-	if len(infos) == 0 {
-		fmt.Fprintln(env.Stdout, "no templates: create one with `credloop project template --project PROJECT NAME`")
-		return nil
-	}
-	tw := newTable(env.Stdout)
-	fmt.Fprintln(tw, "PROJECT\tTEMPLATE\tTHING NAME\tREQUIRED\tCERTIFICATE\tCREATED")
-	for _, t := range infos {
-		fmt.Fprintf(tw, "%s\t%s\t%s<%s>\t%s\t%s\t%s\n", t.Project, t.Name, t.ThingPrefix, t.ThingNameParam, strings.Join(t.Required, ","), t.Certificate, rfc3339(t.Created))
-	}
-	return tw.Flush()
+	return printList(env.Stdout, *lf.json, infos,
+		"no templates: create one with `credloop project template --project PROJECT NAME`",
+		"PROJECT\tTEMPLATE\tTHING NAME\tREQUIRED\tCERTIFICATE\tCREATED",
+		func(w io.Writer, t templateInfo) {
+			fmt.Fprintf(w, "%s\t%s\t%s<%s>\t%s\t%s\t%s\n", t.Project, t.Name, t.ThingPrefix, t.ThingNameParam, strings.Join(t.Required, ","), t.Certificate, rfc3339(t.Created))
+		})
 }

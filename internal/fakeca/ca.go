@@ -40,6 +40,7 @@ var (
 	ErrNotYetValid      = errors.New("fakeca: certificate not yet valid")
 	ErrUnknownAuthority = errors.New("fakeca: certificate signed by unknown authority")
 	ErrVerify           = errors.New("fakeca: certificate chain not valid")
+	ErrNoCert           = errors.New("fakeca: no certificate")
 )
 
 // Default validities used when a caller passes zero.
@@ -383,6 +384,24 @@ func (ca *CA) CRL(entries []x509.RevocationListEntry, number *big.Int, next time
 		return nil, fmt.Errorf("fakeca: crl: %w", err)
 	}
 	return der, nil
+}
+
+// ParseChain parses the DER certificates a peer presented in a TLS or
+// DTLS handshake, leaf first. It fails with ErrNoCert when there are none
+// and with an error wrapping ErrBadCert when one does not parse.
+func ParseChain(raw [][]byte) ([]*x509.Certificate, error) {
+	if len(raw) == 0 {
+		return nil, ErrNoCert
+	}
+	certs := make([]*x509.Certificate, 0, len(raw))
+	for i, der := range raw {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("%w: certificate %d of %d: %w", ErrBadCert, i+1, len(raw), err)
+		}
+		certs = append(certs, c)
+	}
+	return certs, nil
 }
 
 // VerifyClient verifies a client certificate chain (certs[0] the leaf, the

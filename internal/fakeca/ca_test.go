@@ -512,6 +512,57 @@ func TestVerifyClient(t *testing.T) {
 	}
 }
 
+func TestParseChain(t *testing.T) {
+	a, err := Init(ECDSAP256, vopts())
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _, err := a.Issuing.IssueWith(Template{CN: "dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter := a.Issuing.Cert
+	tests := []struct {
+		name string
+		raw  [][]byte
+		want error // nil: parses
+		msg  string
+	}{
+		{"leaf", [][]byte{leaf.Raw}, nil, ""},
+		{"leaf and intermediate", [][]byte{leaf.Raw, inter.Raw}, nil, ""},
+		{"nil", nil, ErrNoCert, ""},
+		{"empty", [][]byte{}, ErrNoCert, ""},
+		{"garbage leaf", [][]byte{{0x30, 0x03, 0x02, 0x01, 0x01}}, ErrBadCert, "certificate 1 of 1"},
+		{"empty intermediate", [][]byte{leaf.Raw, {}}, ErrBadCert, "certificate 2 of 2"},
+		{"truncated intermediate", [][]byte{leaf.Raw, inter.Raw[:len(inter.Raw)-1]}, ErrBadCert, "certificate 2 of 2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			certs, err := ParseChain(tt.raw)
+			if tt.want == nil {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(certs) != len(tt.raw) {
+					t.Fatalf("%d certificates, want %d", len(certs), len(tt.raw))
+				}
+				for i, c := range certs {
+					if !bytes.Equal(c.Raw, tt.raw[i]) {
+						t.Errorf("certificate %d is not the one given", i)
+					}
+				}
+				return
+			}
+			if !errors.Is(err, tt.want) || certs != nil {
+				t.Fatalf("ParseChain = %d certificates, %v; want %v", len(certs), err, tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not mention %q", err, tt.msg)
+			}
+		})
+	}
+}
+
 func TestNewRootSubject(t *testing.T) {
 	ca, err := NewRoot("Root x", ECDSAP256, time.Hour, vopts())
 	if err != nil {

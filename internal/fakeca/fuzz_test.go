@@ -40,6 +40,40 @@ func FuzzParseCSR(f *testing.F) {
 	})
 }
 
+func FuzzParseChain(f *testing.F) {
+	a, err := Init(ECDSAP256, vopts())
+	if err != nil {
+		f.Fatal(err)
+	}
+	leaf, _, err := a.Issuing.IssueWith(Template{CN: "dev"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(leaf.Raw, a.Issuing.Cert.Raw)
+	f.Add(leaf.Raw, []byte{})
+	f.Add([]byte{}, a.Issuing.Cert.Raw)
+	f.Add([]byte{0x30, 0x80}, []byte{0x30, 0x03, 0x02, 0x01, 0x01})
+	f.Fuzz(func(t *testing.T, first, second []byte) {
+		for _, raw := range [][][]byte{{first}, {first, second}} {
+			certs, err := ParseChain(raw)
+			if err != nil {
+				if !errors.Is(err, ErrBadCert) || certs != nil {
+					t.Fatalf("ParseChain = %d certificates, %v; want none and ErrBadCert", len(certs), err)
+				}
+				continue
+			}
+			if len(certs) != len(raw) {
+				t.Fatalf("%d certificates from %d", len(certs), len(raw))
+			}
+			for i, c := range certs {
+				if c == nil || !bytes.Equal(c.Raw, raw[i]) {
+					t.Fatalf("certificate %d is not the one given", i)
+				}
+			}
+		}
+	})
+}
+
 func FuzzParseKey(f *testing.F) {
 	for _, kt := range []KeyType{ECDSAP256, ECDSAP384} {
 		k := mustKey(f, kt)
