@@ -9,6 +9,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/cli"
 	"github.com/credloop/credloop/internal/scenario"
 )
@@ -18,7 +19,15 @@ func TestMain(m *testing.M) {
 }
 
 func TestScenarios(t *testing.T) {
-	p := scenario.Params(".", nil, scenario.Options{})
+	var o scenario.Options
+	if f := os.Getenv("CREDLOOP_HARDWARE"); f != "" {
+		m, err := hil.LoadMap(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Hardware = m
+	}
+	p := scenario.Params(".", nil, o)
 	p.UpdateScripts = os.Getenv("UPDATE_SCENARIOS") != ""
 	testscript.Run(t, p)
 }

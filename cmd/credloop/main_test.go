@@ -76,7 +76,8 @@ func TestRunReportsAndJUnit(t *testing.T) {
 	}
 	write("good.txtar", "exec credloop project create acme\nstdout 'acme'\n")
 	write("bad.txtar", "# This scenario fails on purpose.\nexec credloop project show nope\n")
-	write("typo.txtar", "[board:esp99] skip\n")
+	write("typo.txtar", "[bord:esp32] skip\n")
+	write("kind.txtar", "[board:esp99] skip\n")
 	junit := filepath.Join(t.TempDir(), "report.xml")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -85,7 +86,7 @@ func TestRunReportsAndJUnit(t *testing.T) {
 		t.Fatalf("exit = %v, want 1\n%s", err, out)
 	}
 	text := string(out)
-	for _, want := range []string{"PASS  good", "FAIL  bad", "FAIL  typo", "unknown condition", "1 passed, 2 failed"} {
+	for _, want := range []string{"PASS  good", "FAIL  bad", "FAIL  typo", "unknown condition", "FAIL  kind", "unknown board kind", "1 passed, 3 failed"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
@@ -107,7 +108,7 @@ func TestRunReportsAndJUnit(t *testing.T) {
 	if err := xml.Unmarshal(b, &rep); err != nil {
 		t.Fatalf("junit: %v\n%s", err, b)
 	}
-	if rep.Suite.Tests != 3 || rep.Suite.Failures != 2 {
+	if rep.Suite.Tests != 4 || rep.Suite.Failures != 3 {
 		t.Fatalf("junit counts = %+v", rep.Suite)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/scenario"
 )
 
@@ -26,10 +27,16 @@ scenario gets a fresh work directory with its own CA and registry
 Prints one line per scenario (PASS/FAIL and duration), the log of each
 failed one, and a summary; exits 1 if any scenario failed.
 
+Boards: a scenario's "board add NAME" uses the real board NAME of the
+hardware map given with --hardware (or $CREDLOOP_HARDWARE), else an
+emulator on a pseudo-terminal; [board:esp32] is true when the map has a
+real esp32. Board logs go to boards/NAME.log in the work directory.
+
 Examples:
   credloop run ./scenarios
   credloop run --run 'psk_.*' -v ./scenarios
   credloop run --junit report.xml ./scenarios
+  credloop run --hardware hardware.yml --run 'esp32_.*' ./scenarios
   credloop run --commands          # the scenario command reference
 `
 
@@ -40,6 +47,7 @@ func runScenarios(ctx context.Context, env *Env) error {
 	verbose := fs.Bool("v", false, "print every scenario's log, not only failures'")
 	keep := fs.String("keep-work", "", "keep each scenario's work directory (logs, CA, registry) under `DIR`")
 	commandsRef := fs.Bool("commands", false, "print the scenario command reference and exit")
+	hardware := fs.String("hardware", os.Getenv("CREDLOOP_HARDWARE"), "hardware map `FILE`: boards it names run for real, others are emulated (env CREDLOOP_HARDWARE)")
 	if err := parse(fs, env.Args); err != nil {
 		return err
 	}
@@ -67,6 +75,13 @@ func runScenarios(ctx context.Context, env *Env) error {
 			return err
 		}
 		o.KeepWork = abs
+	}
+	if *hardware != "" {
+		m, err := hil.LoadMap(*hardware)
+		if err != nil {
+			return err
+		}
+		o.Hardware = m
 	}
 	exe, err := os.Executable()
 	if err != nil {

@@ -32,6 +32,7 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"await":  cmdAwait,
 		"mark":   cmdMark,
 		"expect": cmdExpect,
+		"board":  cmdBoard,
 	}
 }
 
@@ -73,7 +74,22 @@ const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, .
                                a mark may come in any order); prints it to stdout
   mark                         later awaits only see events recorded after this
 
+  board add NAME --kind esp32|nrf|cc3220 [--id ID --project P] [--flash FILE]
+                               [--udid U --key FILE]
+                               a board: the hardware map's real one named NAME, or
+                               an emulator on a pseudo-terminal; waits for boot
+  board provision NAME (--psk-identity ID --psk HEX | --device P/ID |
+                        --cert F --key F [--chain F])
+                               install credentials the board's own way (console,
+                               settings, mcumgr upload; a cc3220 provisions itself)
+  board reset|power-cycle NAME, board power-cut NAME POINT
+  board online NAME            wait for the firmware's "connected" line
+  board expect NAME REGEXP [--timeout D] [--not REGEXP]...
+  board send NAME LINE, board udid NAME, board pubkey NAME FILE
+
 Conditions:
+  [board:KIND]                 the hardware map names a real board of KIND
+                               (esp32, nrf, cc3220); an unknown kind is an error
   [have:BIN]                   BIN (a third-party peer such as openssl) is
                                installed; when it is not and $CI is set the
                                condition fails the scenario instead of being

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/credloop/credloop/hil"
 )
 
 // Options tunes Params.
@@ -26,6 +28,9 @@ type Options struct {
 	Exe string
 	// WorkdirRoot keeps work directories under this directory.
 	WorkdirRoot string
+	// Hardware is the hardware map: boards it names run for real, the
+	// others are emulated.
+	Hardware *hil.Map
 }
 
 // Params returns the testscript parameters for the scenarios in dir (or
@@ -38,9 +43,9 @@ func Params(dir string, files []string, o Options) testscript.Params {
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		WorkdirRoot:         o.WorkdirRoot,
-		Condition:           condition,
+		Condition:           func(cond string) (bool, error) { return condition(cond, o.Hardware) },
 		Setup: func(env *testscript.Env) error {
-			if err := setup(env); err != nil {
+			if err := setup(env, o.Hardware); err != nil {
 				return err
 			}
 			if o.Exe == "" {
@@ -87,6 +92,8 @@ type RunOptions struct {
 	Verbose bool
 	// KeepWork keeps work directories under this directory.
 	KeepWork string
+	// Hardware is the hardware map (real boards); nil: all emulated.
+	Hardware *hil.Map
 }
 
 // Run runs the scenarios one after another and reports each as it ends.
@@ -125,7 +132,7 @@ func Run(o RunOptions) ([]Result, error) {
 	for _, f := range kept {
 		root.byName[scriptName(f)] = f
 	}
-	params := Params("", kept, Options{Exe: o.Exe, WorkdirRoot: o.KeepWork})
+	params := Params("", kept, Options{Exe: o.Exe, WorkdirRoot: o.KeepWork, Hardware: o.Hardware})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -317,7 +324,10 @@ func lastLine(s string) string {
 
 // condition evaluates the scenario conditions testscript does not know.
 // An unknown condition is an error, so a typo cannot silently skip lines.
-func condition(cond string) (bool, error) {
+func condition(cond string, hw *hil.Map) (bool, error) {
+	if kind, ok := strings.CutPrefix(cond, "board:"); ok {
+		return boardCondition(hw, kind)
+	}
 	if bin, ok := strings.CutPrefix(cond, "have:"); ok {
 		if _, err := exec.LookPath(bin); err != nil {
 			if os.Getenv("CI") != "" {

@@ -17,8 +17,10 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/sim"
 )
@@ -70,10 +72,16 @@ type world struct {
 	claimed  map[int64]bool // events an await has already matched
 	devices  map[string]device
 	consoles map[string]*os.File
+	boards   map[string]*boards.Board
+	hw       *hil.Map      // the hardware map, when a run was given one
+	redactor *hil.Redactor // secrets the scenario hands to boards
 }
 
-func setup(env *testscript.Env) error {
+func setup(env *testscript.Env, hw *hil.Map) error {
 	w := &world{
+		boards:   map[string]*boards.Board{},
+		hw:       hw,
+		redactor: hil.NewRedactor(),
 		work:     env.WorkDir,
 		dir:      filepath.Join(env.WorkDir, "lab"),
 		clock:    &Clock{},
@@ -97,6 +105,9 @@ func getWorld(ts *testscript.TestScript) *world {
 func (w *world) close() {
 	for _, d := range w.devices {
 		d.Stop()
+	}
+	for _, b := range w.boards {
+		_ = b.Close()
 	}
 	if w.cloud != nil {
 		_ = w.cloud.Close()
