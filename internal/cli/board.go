@@ -4,18 +4,23 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"sort"
 	"strings"
 
+	"github.com/credloop/credloop/boards"
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/hil"
 )
 
 func init() {
 	register(command{name: "board", summary: "find boards on serial ports and write a hardware map", run: func(ctx context.Context, env *Env) error {
 		return subcommands(ctx, env, "board", boardUsage, map[string]func(context.Context, *Env) error{
-			"list":    func(ctx context.Context, env *Env) error { return boardList(env, hil.ListPorts) },
-			"console": boardConsole,
-			"reset":   boardReset,
+			"list":      func(ctx context.Context, env *Env) error { return boardList(env, hil.ListPorts) },
+			"console":   boardConsole,
+			"reset":     boardReset,
+			"provision": boardProvision,
+			"flash":     boardFlash,
 		})
 	}})
 }
@@ -35,6 +40,8 @@ Subcommands:
              and optionally write a hardware map (--generate FILE)
   console    an interactive console on a board, logged (secrets redacted)
   reset      reset a board the way the hardware map says
+  provision  install the credentials the registry holds for a device
+  flash      flash an image with the board's flash command template
 
 Boards with "emulate: true" exist only inside scenarios (credloop run),
 where credloop starts their emulators.
@@ -44,6 +51,35 @@ Examples:
   credloop board list --generate hardware.yml
   credloop board console --map hardware.yml esp32-1
   credloop board reset --map hardware.yml nrf-1
+  credloop board provision --map hardware.yml --dir ./lab nrf-1 --device acme/nrf-1
+  credloop board flash --map hardware.yml esp32-1 nvs.bin --offset 0x9000
+`
+
+const boardProvisionUsage = `
+Usage: credloop board provision --map FILE NAME --device PROJECT/ID [--dir DIR]
+
+Installs on a real board the credentials the registry of DIR holds for the
+device: its PSK (the registry never holds a device's private key, so
+certificates are installed from files in scenarios, or by the board's own
+CSR). ESP32 boards get Golioth's settings (settings set golioth/psk-id,
+golioth/psk) over the ESP-IDF console; nRF boards the same over the Zephyr
+shell; then the board restarts. The key is never printed or logged.
+
+Example:
+  credloop board provision --map hardware.yml --dir ./lab esp32-1 --device acme/esp-1
+`
+
+const boardFlashUsage = `
+Usage: credloop board flash --map FILE NAME IMAGE [--offset 0x9000]
+
+Runs the board's flash command from the hardware map with {port}, {image},
+{offset} and {baud} filled in, e.g. for an ESP32 NVS partition built with
+'credloop nvs build':
+
+  flash: esptool.py --chip esp32 --port {port} --baud {baud} write_flash {offset} {image}
+
+Example:
+  credloop board flash --map hardware.yml esp32-1 nvs.bin --offset 0x9000
 `
 
 const boardConsoleUsage = `
@@ -230,5 +266,111 @@ func boardList(env *Env, lister func() ([]hil.PortInfo, error)) error {
 		return err
 	}
 	fmt.Fprintf(env.Stderr, "wrote %d board(s) to %s\n", len(m.Boards), *generate)
+	return nil
+}
+
+func boardProvision(ctx context.Context, env *Env) error {
+	fs := flagSet(env, "board provision", boardProvisionUsage)
+	mapFile := fs.String("map", "", "hardware map `FILE` (YAML)")
+	dir := addDirFlag(fs)
+	device := fs.String("device", "", "the device, `PROJECT/ID`, whose credentials to install")
+	logDir := fs.String("log-dir", ".", "write the board log under `DIR`/boards/")
+	args, err := parseArgs(fs, env.Args, "NAME")
+	if err != nil {
+		return err
+	}
+	project, id, ok := strings.Cut(*device, "/")
+	if !ok || project == "" || id == "" {
+		return usageErr("--device PROJECT/ID is required")
+	}
+	if *mapFile == "" {
+		return usageErr("--map is required")
+	}
+	m, err := hil.LoadMap(*mapFile)
+	if err != nil {
+		return err
+	}
+	entry, err := m.Board(args[0])
+	if err != nil {
+		return err
+	}
+	if entry.Emulate {
+		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", entry.Name)
+	}
+	reg, err := openRegistryAt(*dir, false)
+	if err != nil {
+		return err
+	}
+	creds, err := reg.Credentials(ctx, project, id)
+	reg.Close()
+	if err != nil {
+		return err
+	}
+	var cr boards.Credentials
+	for _, c := range creds {
+		if c.Kind == registry.KindPSK && c.State == registry.StateActive {
+			cr = boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK, Project: project, DeviceID: id}
+			break
+		}
+	}
+	if cr.PSKIdentity == "" {
+		return fmt.Errorf("the registry holds no active PSK for %s/%s (private keys of certificates are never in the registry)", project, id)
+	}
+	red := hil.NewRedactor()
+	if _, err := red.AddPSK(cr.PSK); err != nil {
+		return err
+	}
+	b, err := boards.Open(ctx, boards.Options{Board: entry, RunDir: *logDir, Redactor: red})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if err := b.Provision(ctx, cr); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "installed PSK %s (fp=%s) on %s; log: %s\n", cr.PSKIdentity, hil.Fingerprint(cr.PSK), entry.Name, b.Console.LogPath())
+	return nil
+}
+
+func boardFlash(ctx context.Context, env *Env) error {
+	fs := flagSet(env, "board flash", boardFlashUsage)
+	mapFile := fs.String("map", "", "hardware map `FILE` (YAML)")
+	offset := fs.String("offset", "0x9000", "flash `OFFSET` (ESP32's default NVS partition is at 0x9000)")
+	args, err := parseArgs(fs, env.Args, "NAME", "IMAGE")
+	if err != nil {
+		return err
+	}
+	if *mapFile == "" {
+		return usageErr("--map is required")
+	}
+	m, err := hil.LoadMap(*mapFile)
+	if err != nil {
+		return err
+	}
+	entry, err := m.Board(args[0])
+	if err != nil {
+		return err
+	}
+	if entry.Emulate {
+		return fmt.Errorf("board %s is emulated: in a scenario, 'board add %s --flash IMAGE' flashes it", entry.Name, entry.Name)
+	}
+	po, err := entry.PortOptions()
+	if err != nil {
+		return err
+	}
+	port, err := po.Resolve(ctx)
+	if err != nil {
+		return err
+	}
+	argv, err := entry.FlashCommand(port, args[1], *offset)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stderr, "$ %s\n", strings.Join(argv, " "))
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = env.Stdout, env.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("flashing %s: %w", entry.Name, err)
+	}
 	return nil
 }

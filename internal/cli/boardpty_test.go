@@ -12,6 +12,10 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/credloop/credloop/boards/nrf"
+	"github.com/credloop/credloop/cloud"
+	"github.com/credloop/credloop/cloud/registry"
 )
 
 // A "real" board behind a pseudo-terminal, named in a hardware map.
@@ -109,5 +113,80 @@ func TestBoardResetAndConsole(t *testing.T) {
 	errOut.Reset()
 	if code := Run(ctx, &Env{Args: []string{"board", "reset", "--map", emu, "e"}, Stdout: &out, Stderr: &errOut}); code != 1 || !strings.Contains(errOut.String(), "emulated") {
 		t.Fatalf("emulated board: exit %d: %s", code, errOut.String())
+	}
+}
+
+// board provision installs the registry's PSK on a board found through the
+// hardware map. The "real" board here is the nRF emulator's pseudo-terminal,
+// named by path in the map, exactly as a USB port would be.
+func TestBoardProvisionFromRegistry(t *testing.T) {
+	dir := t.TempDir()
+	c, err := cloud.New(cloud.Options{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := c.Registry.CreateProject(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.CreateDevice(ctx, "acme", "nrf-1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Registry.AddPSK(ctx, "acme", "nrf-1", "nrf-1@acme", []byte("board-psk-secret")); err != nil {
+		t.Fatal(err)
+	}
+	a := c.Addrs()
+	emu, err := nrf.StartEmulator(ctx, nrf.EmulatorOptions{Name: "nrf-1", FlashPath: filepath.Join(t.TempDir(), "flash"), Cloud: nrf.Endpoints{CoAPS: a.CoAPS, MQTTS: a.MQTTS, HTTPS: a.HTTPS}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	mapFile := filepath.Join(t.TempDir(), "hardware.yml")
+	if err := os.WriteFile(mapFile, []byte("- name: nrf-1\n  kind: nrf\n  port: "+emu.PortPath()+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logDir := t.TempDir()
+	var out, errOut bytes.Buffer
+	args := []string{"board", "provision", "--map", mapFile, "--dir", dir, "--log-dir", logDir, "nrf-1", "--device", "acme/nrf-1"}
+	if code := Run(ctx, &Env{Args: args, Stdout: &out, Stderr: &errOut}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(out.String()+errOut.String(), "board-psk-secret") {
+		t.Fatal("the PSK was printed")
+	}
+	if ev, err := c.Registry.WaitEvent(ctx, registry.Filter{Kind: "auth.psk", Outcome: "ok", Device: "nrf-1"}); err != nil {
+		t.Fatalf("the board never authenticated: %v", err)
+	} else if ev.Credential != "nrf-1@acme" {
+		t.Fatalf("event = %+v", ev)
+	}
+	log, err := os.ReadFile(filepath.Join(logDir, "boards", "nrf-1.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(log), "board-psk-secret") {
+		t.Fatal("the PSK reached the board log")
+	}
+}
+
+// board flash runs the map's flash command template.
+func TestBoardFlash(t *testing.T) {
+	dir := t.TempDir()
+	image := filepath.Join(dir, "nvs.bin")
+	if err := os.WriteFile(image, []byte("image bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mapFile := filepath.Join(dir, "hardware.yml")
+	yml := "- name: esp32-1\n  kind: esp32\n  port: /dev/ttyUSB9\n  flash: cp {image} " + filepath.Join(dir, "flashed-{offset}") + "\n"
+	if err := os.WriteFile(mapFile, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := Run(context.Background(), &Env{Args: []string{"board", "flash", "--map", mapFile, "esp32-1", image}, Stdout: &out, Stderr: &errOut}); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "flashed-0x9000")); err != nil || string(b) != "image bytes" {
+		t.Fatalf("flashed = %q, %v", b, err)
 	}
 }
