@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/hex"
 	"flag"
 	"fmt"
@@ -15,7 +16,6 @@ import (
 	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/hil"
-	"github.com/credloop/credloop/internal/fakeca"
 )
 
 // boardCondition answers [board:KIND]: whether the hardware map names a
@@ -248,31 +248,14 @@ func boardCredentials(ctx context.Context, ts *testscript.TestScript, w *world, 
 			cr.DeviceID, cr.Project = d, p
 		}
 	case certFile != "" && keyFile != "":
-		certs, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(certFile)))
+		chain, keyDER := readCertKey(ts, certFile, keyFile, chainFile)
+		cr.CertDER, cr.ChainDER, cr.KeyDER = chain[0], chain[1:], keyDER
+		leaf, err := x509.ParseCertificate(chain[0])
 		ts.Check(err)
-		keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
-		ts.Check(err)
-		key, err := fakeca.ParseKey(keyBytes)
-		ts.Check(err)
-		keyDER, err := fakeca.EncodeKeyDER(key)
-		ts.Check(err)
-		cr.CertDER, cr.KeyDER = certs[0].Raw, keyDER
-		for _, c := range certs[1:] {
-			cr.ChainDER = append(cr.ChainDER, c.Raw)
+		if len(leaf.Subject.Organization) > 0 {
+			cr.Project = leaf.Subject.Organization[0]
 		}
-		if chainFile != "" {
-			inter, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(chainFile)))
-			ts.Check(err)
-			for _, c := range inter {
-				if string(c.Raw) != string(cr.CertDER) {
-					cr.ChainDER = append(cr.ChainDER, c.Raw)
-				}
-			}
-		}
-		if len(certs[0].Subject.Organization) > 0 {
-			cr.Project = certs[0].Subject.Organization[0]
-		}
-		cr.DeviceID = certs[0].Subject.CommonName
+		cr.DeviceID = leaf.Subject.CommonName
 	case b != nil && b.Kind == hil.KindCC3220:
 		// The CC3220 provisions itself from its pre-burned key.
 	default:

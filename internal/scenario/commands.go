@@ -383,35 +383,9 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 	case certFile == "" && keyFile != "" && pskHex == "" && useMQTT:
 		// A key pair and no certificate yet: a board with a pre-burned
 		// key that provisions itself at run time (sim https-provision).
-		keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
-		ts.Check(err)
-		key, err := fakeca.ParseKey(keyBytes)
-		ts.Check(err)
-		keyDER, err := fakeca.EncodeKeyDER(key)
-		ts.Check(err)
-		factory = devicemodel.Credential{Kind: devicemodel.KindCert, KeyDER: keyDER}
+		factory = devicemodel.Credential{Kind: devicemodel.KindCert, KeyDER: readKeyDER(ts, keyFile)}
 	case certFile != "" && keyFile != "" && pskHex == "":
-		certs, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(certFile)))
-		ts.Check(err)
-		keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
-		ts.Check(err)
-		key, err := fakeca.ParseKey(keyBytes)
-		ts.Check(err)
-		keyDER, err := fakeca.EncodeKeyDER(key)
-		ts.Check(err)
-		var chain [][]byte
-		for _, c := range certs {
-			chain = append(chain, c.Raw)
-		}
-		if chainFile != "" {
-			inter, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(chainFile)))
-			ts.Check(err)
-			for _, c := range inter {
-				if !bytes.Equal(c.Raw, chain[0]) {
-					chain = append(chain, c.Raw)
-				}
-			}
-		}
+		chain, keyDER := readCertKey(ts, certFile, keyFile, chainFile)
 		factory = devicemodel.Credential{Kind: devicemodel.KindCert, CertChainDER: chain, KeyDER: keyDER}
 	default:
 		ts.Fatalf("sim add: give either --psk or --cert and --key")
@@ -664,4 +638,37 @@ func cmdExpect(ts *testscript.TestScript, neg bool, args []string) {
 	default:
 		ts.Fatalf("usage: expect device|credentials|events ...")
 	}
+}
+
+// readKeyDER reads a private key file (PEM or DER, SEC 1, PKCS#8 or
+// PKCS#1) and returns it as DER.
+func readKeyDER(ts *testscript.TestScript, keyFile string) []byte {
+	keyBytes, err := os.ReadFile(ts.MkAbs(keyFile))
+	ts.Check(err)
+	key, err := fakeca.ParseKey(keyBytes)
+	ts.Check(err)
+	keyDER, err := fakeca.EncodeKeyDER(key)
+	ts.Check(err)
+	return keyDER
+}
+
+// readCertKey reads a certificate file (leaf first; PEM or DER), its key,
+// and optional intermediates, and returns the chain (leaf first, no
+// duplicates of the leaf) and the key as DER.
+func readCertKey(ts *testscript.TestScript, certFile, keyFile, chainFile string) (chain [][]byte, keyDER []byte) {
+	certs, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(certFile)))
+	ts.Check(err)
+	for _, c := range certs {
+		chain = append(chain, c.Raw)
+	}
+	if chainFile != "" {
+		inter, err := fakeca.ParseCertPEMOrDER([]byte(ts.ReadFile(chainFile)))
+		ts.Check(err)
+		for _, c := range inter {
+			if !bytes.Equal(c.Raw, chain[0]) {
+				chain = append(chain, c.Raw)
+			}
+		}
+	}
+	return chain, readKeyDER(ts, keyFile)
 }
