@@ -1,0 +1,4 @@
+package bench
+
+// ParseConnack exposes parseConnack to the external tests.
+var ParseConnack = parseConnack

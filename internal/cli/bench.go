@@ -1,0 +1,361 @@
+package cli
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/credloop/credloop/bench"
+	"github.com/credloop/credloop/cloud"
+)
+
+func init() {
+	register(command{name: "bench", summary: "load-test signing, DTLS/CoAP, EST and MQTT: throughput, latency, efficiency", run: runBench})
+}
+
+func benchUsage() string {
+	var b strings.Builder
+	b.WriteString(`Usage:
+  credloop bench WORKLOAD [flags]
+  credloop bench compare A.json B.json
+  credloop bench merge -o OUT.json IN.json...
+
+Drives one workload against an embedded cloud (started for the run, in
+memory) or an external server (--target), and reports throughput, latency
+percentiles, errors by cause, CPU and allocations per operation, and
+efficiency = achieved throughput / the crypto ceiling measured in the same
+run on this machine (see PERFORMANCE.md).
+
+Workloads:
+`)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, w := range bench.Workloads {
+		c := w.Ceiling
+		if c == "" {
+			c = "none (throughput)"
+		}
+		ext := ""
+		if w.External {
+			ext = ", --target ok"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t[ceiling: %s%s]\n", w.Name, w.Measures, c, ext)
+	}
+	tw.Flush()
+	b.WriteString(`
+Registry entries, keys, certificates and (coap, est) sessions are prepared
+before the run; only the operation itself is measured.
+
+Load:
+  closed loop  --concurrency N (default 32): N workers, each starts its next
+               operation when the previous returns. Finds the maximum
+               throughput; latency is what a saturated server gives.
+  open loop    --rate R: operations arrive at R/s whatever the server does;
+               latency counts from the intended start (coordinated omission
+               corrected), so queueing shows. Use ~80% of the closed-loop
+               maximum to read p99 under realistic load.
+
+The result's JSON (--json) holds HDR histograms: shards merge exactly.
+
+Examples:
+  credloop bench sign --duration 5s
+  credloop bench dtls-psk --concurrency 64 --duration 10s --json psk.json
+  credloop bench dtls-psk --rate 4000 --duration 30s
+  credloop bench dtls-psk --target 127.0.0.1:5684 --psk-identity id --psk secret
+  credloop bench mqtt-mtls --devices 1000 --json mqtt.json
+  credloop bench dtls-psk --shard 0/4 --json s0.json   (one of 4 machines)
+  credloop bench merge -o all.json s0.json s1.json s2.json s3.json
+  credloop bench compare before.json after.json
+`)
+	return b.String()
+}
+
+func runBench(ctx context.Context, env *Env) error {
+	if len(env.Args) > 0 {
+		switch env.Args[0] {
+		case "compare":
+			return benchCompare(env)
+		case "merge":
+			return benchMerge(env)
+		}
+	}
+	fs := flagSet(env, "bench", benchUsage())
+	rate := fs.Float64("rate", 0, "open loop: operations per second (whole fleet; divided among shards)")
+	conc := fs.Int("concurrency", 0, "closed loop: concurrent workers (default 32 when --rate is not set)")
+	duration := fs.Duration("duration", 10*time.Second, "measured window")
+	warmup := fs.Duration("warmup", 2*time.Second, "warmup before the measured window (not recorded)")
+	devices := fs.Int("devices", bench.DefaultDevices, "fleet size (devices used round-robin)")
+	shardFlag := fs.String("shard", "", "run slice `i/n` of the fleet (0-based), e.g. 0/4")
+	target := fs.String("target", "", "external server `host:port` instead of the embedded cloud")
+	pskID := fs.String("psk-identity", "", "PSK identity for --target (dtls-psk, coap)")
+	pskFlag := fs.String("psk", "", "PSK for --target: text, or hex:... for raw bytes")
+	path := fs.String("path", "", `CoAP path to GET (default "/hello"; "/" with --target)`)
+	jsonOut := fs.String("json", "", "write the result as JSON to `FILE`")
+	ceilTime := fs.Duration("ceiling-time", 200*time.Millisecond, "time per crypto ceiling measurement (6 are made)")
+	timeout := fs.Duration("timeout", bench.DefaultOpTimeout, "per-operation timeout")
+	// The workload may come before or after the flags.
+	args, name := env.Args, ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+	}
+	if name == "" {
+		return usageErr("missing workload")
+	}
+	if len(rest) > 0 {
+		return usageErr("unexpected arguments after the workload: %s", strings.Join(rest, " "))
+	}
+	known := false
+	for _, w := range bench.Workloads {
+		known = known || w.Name == name
+	}
+	if !known {
+		return usageErr("unknown workload %q", name)
+	}
+	if *rate < 0 || *conc < 0 {
+		return usageErr("--rate and --concurrency must not be negative")
+	}
+	if *rate > 0 && *conc > 0 {
+		return usageErr("--rate (open loop) and --concurrency (closed loop) exclude each other")
+	}
+	if *rate == 0 && *conc == 0 {
+		*conc = 32
+	}
+	if *duration <= 0 || *warmup < 0 || *devices <= 0 || *ceilTime <= 0 {
+		return usageErr("--duration, --devices and --ceiling-time must be positive, --warmup not negative")
+	}
+	var shard bench.Shard
+	if *shardFlag != "" {
+		s, err := bench.ParseShard(*shardFlag)
+		if err != nil {
+			return usageErr("--shard: %v", err)
+		}
+		shard = s
+	}
+	var psk []byte
+	if *pskFlag != "" {
+		if h, ok := strings.CutPrefix(*pskFlag, "hex:"); ok {
+			b, err := hex.DecodeString(h)
+			if err != nil {
+				return usageErr("--psk: bad hex")
+			}
+			psk = b
+		} else {
+			psk = []byte(*pskFlag)
+		}
+	}
+	if (*pskID == "") != (len(psk) == 0) {
+		return usageErr("--psk-identity and --psk go together")
+	}
+	if *target != "" && *path == "" {
+		*path = "/"
+	}
+
+	params := map[string]string{"devices": fmt.Sprint(*devices)}
+	if *target != "" {
+		params["target"] = *target
+	} else {
+		params["target"] = "embedded"
+	}
+	if *path != "" {
+		params["path"] = *path
+	}
+
+	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**ceilTime)
+	ceilings, err := bench.MeasureCeilings(ctx, *ceilTime)
+	if err != nil {
+		return err
+	}
+
+	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *devices, Shard: shard}
+	if *target == "" && name != bench.WorkloadSign {
+		c, err := cloud.New(cloud.Options{HTTPSAddr: "-", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		wo.Cloud = c
+	}
+	fmt.Fprintf(env.Stderr, "preparing %s...\n", name)
+	w, err := bench.Prepare(ctx, name, wo)
+	if err != nil {
+		return err
+	}
+	defer w.Cleanup()
+
+	live := &bench.Live{}
+	opts := bench.Options{
+		Workload:    name,
+		Params:      params,
+		Shard:       shard,
+		Concurrency: *conc,
+		Warmup:      *warmup,
+		Duration:    *duration,
+		Timeout:     *timeout,
+		Op:          w.Op,
+		Live:        live,
+	}
+	if *rate > 0 {
+		opts.Rate = shard.Rate(*rate)
+	}
+	stopProgress := progress(env.Stderr, live)
+	r, err := bench.Run(ctx, opts)
+	stopProgress()
+	if r == nil {
+		return err
+	}
+	w.Apply(r, ceilings)
+	writeCeilings(env.Stdout, ceilings)
+	fmt.Fprintln(env.Stdout)
+	if werr := r.WriteTable(env.Stdout); werr != nil {
+		return werr
+	}
+	if *jsonOut != "" {
+		if werr := writeResult(*jsonOut, r); werr != nil {
+			return werr
+		}
+	}
+	return err
+}
+
+// progress prints a live line on w every 500 ms when w is a terminal; the
+// returned func stops it and ends the line.
+func progress(w io.Writer, live *bench.Live) func() {
+	f, ok := w.(*os.File)
+	if !ok {
+		return func() {}
+	}
+	if st, err := f.Stat(); err != nil || st.Mode()&os.ModeCharDevice == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				fmt.Fprint(f, "\r\033[K")
+				return
+			case <-t.C:
+				fmt.Fprintf(f, "\r\033[K%s", live.Snapshot())
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+func writeCeilings(w io.Writer, c bench.Ceilings) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "crypto ceilings (this run, %d cores)\tops/s\n", c.Cores)
+	for _, row := range []struct {
+		k string
+		v float64
+	}{
+		{"ECDSA P-256 sign (1 core)", c.ECDSAP256Sign},
+		{"ECDSA P-256 verify (1 core)", c.ECDSAP256Verify},
+		{"ECDH P-256 (1 core)", c.ECDHP256},
+		{"ECDH P-256 keygen (1 core)", c.ECDHP256KeyGen},
+		{"PSK key schedule (1 core)", c.PSKKeySchedule},
+		{"CreateCertificate (1 core)", c.Issue},
+		{"CSR issue (1 core)", c.CSRIssue},
+		{"PSK handshake pairs (all cores)", c.PSKHandshake},
+		{"mutual handshake pairs (all cores)", c.MutualHandshake},
+	} {
+		fmt.Fprintf(tw, "  %s\t%.0f\n", row.k, row.v)
+	}
+	tw.Flush()
+}
+
+func writeResult(name string, r *bench.Result) error {
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func readResult(name string) (*bench.Result, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := bench.ReadJSON(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return r, nil
+}
+
+func benchCompare(env *Env) error {
+	fs := flagSet(env, "bench compare", `Usage: credloop bench compare A.json B.json
+
+Prints B relative to A metric by metric (B/A): throughput above 1 is
+better, latency, CPU and allocations below 1 are better.`)
+	if err := parse(fs, env.Args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() != 2 {
+		return usageErr("compare wants two result files, got %d", fs.NArg())
+	}
+	a, err := readResult(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	b, err := readResult(fs.Arg(1))
+	if err != nil {
+		return err
+	}
+	return bench.Compare(a, b).WriteTable(env.Stdout)
+}
+
+func benchMerge(env *Env) error {
+	fs := flagSet(env, "bench merge", `Usage: credloop bench merge -o OUT.json IN.json...
+
+Joins the shard results of one run (--shard i/n on each machine):
+histograms merge exactly, counts, CPU and rates add.`)
+	out := fs.String("o", "", "write the merged result to `FILE`")
+	if err := parse(fs, env.Args[1:]); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageErr("merge needs -o OUT.json")
+	}
+	if fs.NArg() == 0 {
+		return usageErr("merge needs at least one input file")
+	}
+	var rs []*bench.Result
+	for _, n := range fs.Args() {
+		r, err := readResult(n)
+		if err != nil {
+			return err
+		}
+		rs = append(rs, r)
+	}
+	m, err := bench.Merge(rs)
+	if err != nil {
+		return err
+	}
+	if err := writeResult(*out, m); err != nil {
+		return err
+	}
+	return m.WriteTable(env.Stdout)
+}
