@@ -51,6 +51,8 @@ var Workloads = []WorkloadInfo{
 	{WorkloadCoAP, "CoAP GET /hello over DTLS sessions opened before the run (one per device)", "", true},
 	{WorkloadEST, "EST-coaps sen (CSR -> certificate, registry write) over established PSK sessions", "csr_issue x cores", false},
 	{WorkloadMQTTMTLS, "TLS mutual handshake + MQTT 3.1.1 CONNECT -> CONNACK + DISCONNECT", "mutual_handshake", false},
+	{WorkloadFleet, "N devices connect over DTLS PSK and stay connected: connect latency, memory and goroutines per idle device", "", false},
+	{WorkloadOnboard, "a new device per operation, registry writes included: --mode jitp (MQTT first connect closed, retry CONNACK 0) or est (PSK session + EST enrollment)", "mutual_handshake / 2 (jitp), csr_issue x cores (est)", false},
 }
 
 // Project is the registry project the workloads create in an embedded cloud.
@@ -82,6 +84,9 @@ type WorkloadOptions struct {
 	// PrepareConcurrency bounds sessions opened at once before the run
 	// (default 16).
 	PrepareConcurrency int
+	// OnboardMode is the onboard workload's mode: OnboardJITP (default)
+	// or OnboardEST.
+	OnboardMode string
 }
 
 // Workload is a prepared workload: Op for Options.Op, Cleanup to call
@@ -140,6 +145,12 @@ func Prepare(ctx context.Context, name string, o WorkloadOptions) (*Workload, er
 		w, err = p.est(ctx)
 	case WorkloadMQTTMTLS:
 		w, err = p.mqtt(ctx)
+	case WorkloadOnboard:
+		mode := o.OnboardMode
+		if mode == "" {
+			mode = OnboardJITP
+		}
+		w, err = Onboard(ctx, OnboardOptions{Mode: mode, Devices: o.Devices, Shard: o.Shard, Cloud: o.Cloud, Target: o.Target})
 	default:
 		return nil, fmt.Errorf("%w: unknown workload %q", ErrWorkload, name)
 	}

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -98,6 +99,7 @@ func runBench(ctx context.Context, env *Env) error {
 	jsonOut := fs.String("json", "", "write the result as JSON to `FILE`")
 	ceilTime := fs.Duration("ceiling-time", 200*time.Millisecond, "time per crypto ceiling measurement (6 are made)")
 	timeout := fs.Duration("timeout", bench.DefaultOpTimeout, "per-operation timeout")
+	mode := fs.String("mode", "jitp", "onboard: jitp (MQTT just-in-time provisioning) or est (EST enrollment over CoAP)")
 	// The workload may come before or after the flags.
 	args, name := env.Args, ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -172,13 +174,17 @@ func runBench(ctx context.Context, env *Env) error {
 		params["path"] = *path
 	}
 
+	if name == bench.WorkloadFleet {
+		return benchFleet(ctx, env, *devices, *conc, shard, *target, *jsonOut)
+	}
+
 	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**ceilTime)
 	ceilings, err := bench.MeasureCeilings(ctx, *ceilTime)
 	if err != nil {
 		return err
 	}
 
-	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *devices, Shard: shard}
+	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *devices, Shard: shard, OnboardMode: *mode}
 	if *target == "" && name != bench.WorkloadSign {
 		c, err := cloud.New(cloud.Options{HTTPSAddr: "-", Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
@@ -358,4 +364,30 @@ histograms merge exactly, counts, CPU and rates add.`)
 		return err
 	}
 	return m.WriteTable(env.Stdout)
+}
+
+// benchFleet connects N devices that stay connected and reports memory and
+// goroutines per idle device (client and server in one process when the
+// cloud is embedded).
+func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard bench.Shard, target, jsonOut string) error {
+	fmt.Fprintf(env.Stderr, "connecting %d devices...\n", devices)
+	r, err := bench.Fleet(ctx, bench.FleetOptions{Devices: devices, Concurrency: concurrency, Shard: shard, Target: target})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, r.String())
+	if jsonOut == "" {
+		return nil
+	}
+	f, err := os.Create(jsonOut)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -85,3 +85,35 @@ func TestBenchUsage(t *testing.T) {
 		})
 	}
 }
+
+// onboard and fleet go through the same command line.
+func TestBenchOnboardAndFleet(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "onboard.json")
+	r := mustCLI(t, "bench", "onboard", "--mode", "est", "--rate", "20", "--duration", "300ms", "--warmup", "0s",
+		"--devices", "40", "--ceiling-time", "10ms", "--json", out)
+	if !strings.Contains(r.stdout, "onboard") {
+		t.Fatalf("stdout:\n%s", r.stdout)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := bench.ReadJSON(f)
+	f.Close()
+	if err != nil || res.Ops == 0 || res.ErrorCount() != 0 {
+		t.Fatalf("onboard result: %+v, %v", res, err)
+	}
+	fleetOut := filepath.Join(dir, "fleet.json")
+	r = mustCLI(t, "bench", "fleet", "--devices", "6", "--concurrency", "3", "--json", fleetOut)
+	if !strings.Contains(r.stdout, "6/6 connected") {
+		t.Fatalf("fleet stdout:\n%s", r.stdout)
+	}
+	b, err := os.ReadFile(fleetOut)
+	if err != nil || !strings.Contains(string(b), `"devices": 6`) {
+		t.Fatalf("fleet json: %s, %v", b, err)
+	}
+	if r := runCLI(t, "bench", "onboard", "--mode", "nope", "--duration", "100ms", "--ceiling-time", "1ms"); r.code == 0 {
+		t.Fatal("unknown onboard mode accepted")
+	}
+}
