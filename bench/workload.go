@@ -51,7 +51,6 @@ var Workloads = []WorkloadInfo{
 	{WorkloadCoAP, "CoAP GET /hello over DTLS sessions opened before the run (one per device)", "", true},
 	{WorkloadEST, "EST-coaps sen (CSR -> certificate, registry write) over established PSK sessions", "csr_issue x cores", false},
 	{WorkloadMQTTMTLS, "TLS mutual handshake + MQTT 3.1.1 CONNECT -> CONNACK + DISCONNECT", "mutual_handshake", false},
-	{WorkloadFleet, "N devices connect over DTLS PSK and stay connected: connect latency, memory and goroutines per idle device", "", false},
 	{WorkloadOnboard, "a new device per operation, registry writes included: --mode jitp (MQTT first connect closed, retry CONNACK 0) or est (PSK session + EST enrollment)", "mutual_handshake / 2 (jitp), csr_issue x cores (est)", false},
 }
 

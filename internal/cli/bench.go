@@ -47,6 +47,8 @@ Workloads:
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t[ceiling: %s%s]\n", w.Name, w.Measures, c, ext)
 	}
+	fmt.Fprintf(tw, "  %s\t%s\t[memory and goroutines per device]\n", bench.WorkloadFleet,
+		"--devices N connect over DTLS PSK (--concurrency at a time) and stay connected")
 	tw.Flush()
 	b.WriteString(`
 Registry entries, keys, certificates and (coap, est) sessions are prepared
@@ -118,7 +120,7 @@ func runBench(ctx context.Context, env *Env) error {
 	if len(rest) > 0 {
 		return usageErr("unexpected arguments after the workload: %s", strings.Join(rest, " "))
 	}
-	known := false
+	known := name == bench.WorkloadFleet
 	for _, w := range bench.Workloads {
 		known = known || w.Name == name
 	}
