@@ -212,7 +212,7 @@ func (p *wlPrep) sign() (*Workload, error) {
 			if err != nil {
 				return err
 			}
-			_, err = ca.SignCSR(csr, fakeca.Policy{})
+			_, err = ca.SignParsedCSR(csr, fakeca.Policy{})
 			return err
 		},
 		CeilingName: "csr_issue x cores",

@@ -190,7 +190,7 @@ func (s *Server) issue(ctx context.Context, p Peer, csrDER []byte) (*x509.Certif
 	if csr.Subject.CommonName != p.Device {
 		return nil, fmt.Errorf("%w: CSR CN %q is not the authenticated device %q", errForbidden, endpoint.Printable(csr.Subject.CommonName), p.Device)
 	}
-	cert, err := s.opts.Authority.Issuing.SignCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
+	cert, err := s.opts.Authority.Issuing.SignParsedCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
 	if err != nil {
 		return nil, err
 	}

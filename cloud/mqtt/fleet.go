@@ -118,7 +118,7 @@ func (s *Server) createFromCSR(ctx context.Context, p Peer, format string, paylo
 		return nil, registry.Event{}, rej
 	}
 	now := s.now()
-	cert, err := s.opts.Authority.Issuing.SignCSR(csr, fakeca.Policy{Validity: s.opts.CertValidity, NotBefore: now.Add(-time.Minute)})
+	cert, err := s.opts.Authority.Issuing.SignParsedCSR(csr, fakeca.Policy{Validity: s.opts.CertValidity, NotBefore: now.Add(-time.Minute)})
 	if err != nil {
 		if errors.Is(err, fakeca.ErrBadCSR) || errors.Is(err, fakeca.ErrPolicy) {
 			return nil, registry.Event{}, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}

@@ -219,7 +219,7 @@ func (s *Server) signRotationCSR(ctx context.Context, p Peer, payload []byte) (c
 		}
 		signer = ca
 	}
-	cert, err := signer.SignCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
+	cert, err := signer.SignParsedCSR(csr, fakeca.Policy{Organization: p.Project, Validity: s.opts.CertValidity, NotBefore: s.now().Add(-time.Minute)})
 	if err != nil {
 		if errors.Is(err, fakeca.ErrBadCSR) || errors.Is(err, fakeca.ErrPolicy) {
 			return csrAccepted{}, &reject{400, codeInvalidCSR, endpoint.Printable(err.Error())}

@@ -125,11 +125,19 @@ func checkCN(cn string) error {
 // is set the certificate runs from it for p.Validity; otherwise from one
 // minute before Now to Now plus p.Validity.
 func (ca *CA) SignCSR(csr *x509.CertificateRequest, p Policy) (*x509.Certificate, error) {
-	if err := CheckCSR(csr, p); err != nil {
-		return nil, err
-	}
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("%w: signature: %w", ErrBadCSR, err)
+	}
+	return ca.SignParsedCSR(csr, p)
+}
+
+// SignParsedCSR is SignCSR for a CSR returned by ParseCSR, which already
+// checked its signature: it applies the policy and signs without checking
+// the signature a second time (an ECDSA verification, about a third of an
+// issuance). A CSR built in memory must go through SignCSR.
+func (ca *CA) SignParsedCSR(csr *x509.CertificateRequest, p Policy) (*x509.Certificate, error) {
+	if err := CheckCSR(csr, p); err != nil {
+		return nil, err
 	}
 	validity := p.Validity
 	if validity == 0 {

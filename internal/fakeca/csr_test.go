@@ -221,3 +221,40 @@ func TestSignCSR(t *testing.T) {
 		}
 	})
 }
+
+// SignParsedCSR signs what ParseCSR accepted, applying the same policy as
+// SignCSR; SignCSR still refuses a CSR whose signature does not verify.
+func TestSignParsedCSR(t *testing.T) {
+	a, err := Init(ECDSAP256, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := GenerateKey(ECDSAP256, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: "dev1", Organization: []string{"proj"}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr, err := ParseCSR(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := a.Issuing.SignParsedCSR(csr, Policy{Organization: "proj"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != "dev1" || cert.CheckSignatureFrom(a.Issuing.Cert) != nil {
+		t.Fatalf("certificate %v", cert.Subject)
+	}
+	if _, err := a.Issuing.SignParsedCSR(csr, Policy{Organization: "other"}); !errors.Is(err, ErrPolicy) {
+		t.Fatalf("policy not applied: %v", err)
+	}
+	forged := *csr
+	forged.Signature = append([]byte(nil), csr.Signature...)
+	forged.Signature[len(forged.Signature)-1] ^= 1
+	if _, err := a.Issuing.SignCSR(&forged, Policy{}); !errors.Is(err, ErrBadCSR) {
+		t.Fatalf("SignCSR accepted a bad signature: %v", err)
+	}
+}
