@@ -67,8 +67,22 @@ type WorkloadOptions struct {
 	// dtls-psk and coap), or nothing for sign.
 	Cloud *cloud.Cloud
 	// Target is the external server's address (host:port); used when
-	// Cloud is nil.
+	// Cloud is nil: the CoAP/DTLS endpoint, or the MQTT/TLS one for
+	// mqtt-mtls and onboard jitp.
 	Target string
+	// Registry, with Target, is the target's registry (a cloud in another
+	// process on the same database file, see --server-proc): workloads
+	// register their devices there as they do in an embedded cloud's.
+	Registry *registry.Registry
+	// RootCAs verifies an external target's server certificate, named
+	// ServerName (default "localhost"). Nil with an external target: not
+	// verified.
+	RootCAs    *x509.CertPool
+	ServerName string
+	// ClientCA issues the device certificates of dtls-cert and mqtt-mtls
+	// (default: a fresh P-256 root). An external target without Registry
+	// must trust it already (e.g. Mosquitto's cafile).
+	ClientCA *fakeca.CA
 	// PSKIdentity and PSK, when both set, are what every device presents
 	// (an external server's single identity); nothing is registered.
 	PSKIdentity string
@@ -149,7 +163,8 @@ func Prepare(ctx context.Context, name string, o WorkloadOptions) (*Workload, er
 		if mode == "" {
 			mode = OnboardJITP
 		}
-		w, err = Onboard(ctx, OnboardOptions{Mode: mode, Devices: o.Devices, Shard: o.Shard, Cloud: o.Cloud, Target: o.Target})
+		w, err = Onboard(ctx, OnboardOptions{Mode: mode, Devices: o.Devices, Shard: o.Shard, Cloud: o.Cloud, Target: o.Target,
+			Registry: o.Registry, RootCAs: o.RootCAs})
 	default:
 		return nil, fmt.Errorf("%w: unknown workload %q", ErrWorkload, name)
 	}
@@ -171,9 +186,17 @@ type wlPrep struct {
 
 func (p *wlPrep) device(k int) string { return fmt.Sprintf("dev-%06d", p.first+k) }
 
-func (p *wlPrep) needCloud(name string) error {
-	if p.o.Cloud == nil {
-		return fmt.Errorf("%w: %s runs against the embedded cloud only (no --target)", ErrWorkload, name)
+// reg is the target's registry: the embedded cloud's, or Registry.
+func (p *wlPrep) reg() *registry.Registry {
+	if p.o.Cloud != nil {
+		return p.o.Cloud.Registry
+	}
+	return p.o.Registry
+}
+
+func (p *wlPrep) needRegistry(name string) error {
+	if p.reg() == nil {
+		return fmt.Errorf("%w: %s registers its devices in the target's registry: run it against the embedded cloud (no --target) or --server-proc", ErrWorkload, name)
 	}
 	return nil
 }
@@ -185,8 +208,45 @@ func (p *wlPrep) coapAddr() string {
 	return p.o.Target
 }
 
+func (p *wlPrep) mqttAddr() string {
+	if p.o.Cloud != nil {
+		return p.o.Cloud.Addrs().MQTTS
+	}
+	return p.o.Target
+}
+
+// roots returns what verifies the server certificate and its name; nil
+// roots: do not verify.
+func (p *wlPrep) roots() (*x509.CertPool, string) {
+	name := p.o.ServerName
+	if name == "" {
+		name = "localhost"
+	}
+	if p.o.RootCAs != nil {
+		return p.o.RootCAs, name
+	}
+	if p.o.Cloud != nil {
+		roots := x509.NewCertPool()
+		roots.AddCert(p.o.Cloud.Authority.Root.Cert)
+		return roots, name
+	}
+	return nil, name
+}
+
+// clientCA returns the CA that issues device certificates.
+func (p *wlPrep) clientCA() (*fakeca.CA, error) {
+	if p.o.ClientCA != nil {
+		return p.o.ClientCA, nil
+	}
+	ca, err := fakeca.NewRoot("credloop bench device CA", fakeca.ECDSAP256, 0, fakeca.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("bench: device CA: %w", err)
+	}
+	return ca, nil
+}
+
 func (p *wlPrep) ensureProject(ctx context.Context) error {
-	if _, err := p.o.Cloud.Registry.CreateProject(ctx, Project); err != nil && !errors.Is(err, registry.ErrExists) {
+	if _, err := p.reg().CreateProject(ctx, Project); err != nil && !errors.Is(err, registry.ErrExists) {
 		return fmt.Errorf("bench: create project: %w", err)
 	}
 	return nil
@@ -241,13 +301,13 @@ func (p *wlPrep) pskCredentials(ctx context.Context) ([]sim.Credential, error) {
 	if p.o.PSKIdentity != "" && len(p.o.PSK) > 0 {
 		return []sim.Credential{{PSKIdentity: p.o.PSKIdentity, PSK: p.o.PSK}}, nil
 	}
-	if p.o.Cloud == nil {
-		return nil, fmt.Errorf("%w: an external target needs a PSK identity and key", ErrWorkload)
+	if p.reg() == nil {
+		return nil, fmt.Errorf("%w: an external target needs a PSK identity and key (--psk-identity, --psk)", ErrWorkload)
 	}
 	if err := p.ensureProject(ctx); err != nil {
 		return nil, err
 	}
-	reg := p.o.Cloud.Registry
+	reg := p.reg()
 	creds := make([]sim.Credential, p.n)
 	for k := range creds {
 		dev := p.device(k)
@@ -304,7 +364,7 @@ func (p *wlPrep) dtlsPSK(ctx context.Context) (*Workload, error) {
 }
 
 func (p *wlPrep) dtlsCert(ctx context.Context) (*Workload, error) {
-	if err := p.needCloud(WorkloadDTLSCert); err != nil {
+	if err := p.needRegistry(WorkloadDTLSCert); err != nil {
 		return nil, err
 	}
 	if err := p.ensureProject(ctx); err != nil {
@@ -314,7 +374,7 @@ func (p *wlPrep) dtlsCert(ctx context.Context) (*Workload, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: device CA: %w", err)
 	}
-	reg := p.o.Cloud.Registry
+	reg := p.reg()
 	if _, err := reg.TrustRoot(ctx, Project, own.Root.Cert.Raw); err != nil && !errors.Is(err, registry.ErrExists) {
 		return nil, fmt.Errorf("bench: trust root: %w", err)
 	}
@@ -333,9 +393,8 @@ func (p *wlPrep) dtlsCert(ctx context.Context) (*Workload, error) {
 		}
 		creds[k] = sim.Credential{Chain: [][]byte{cert.Raw, own.Issuing.Cert.Raw}, Key: key}
 	}
-	roots := x509.NewCertPool()
-	roots.AddCert(p.o.Cloud.Authority.Root.Cert)
-	d := sim.DialOptions{Addr: p.coapAddr(), RootCAs: roots, ServerName: "localhost"}
+	roots, name := p.roots()
+	d := sim.DialOptions{Addr: p.coapAddr(), RootCAs: roots, ServerName: name} // nil roots: not verified
 	return &Workload{
 		Op:          handshakeOp(d, creds, p.o.Path),
 		CeilingName: "mutual_handshake",
@@ -394,7 +453,7 @@ func (p *wlPrep) coap(ctx context.Context) (*Workload, error) {
 }
 
 func (p *wlPrep) est(ctx context.Context) (*Workload, error) {
-	if err := p.needCloud(WorkloadEST); err != nil {
+	if err := p.needRegistry(WorkloadEST); err != nil {
 		return nil, err
 	}
 	if p.o.PSKIdentity != "" {
@@ -424,26 +483,24 @@ func (p *wlPrep) est(ctx context.Context) (*Workload, error) {
 }
 
 func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
-	if err := p.needCloud(WorkloadMQTTMTLS); err != nil {
-		return nil, err
-	}
-	addr := p.o.Cloud.Addrs().MQTTS
+	addr := p.mqttAddr()
 	if addr == "" {
-		return nil, fmt.Errorf("%w: the embedded cloud has no MQTT endpoint", ErrWorkload)
+		return nil, fmt.Errorf("%w: the target has no MQTT endpoint", ErrWorkload)
 	}
-	if err := p.ensureProject(ctx); err != nil {
+	ca, err := p.clientCA()
+	if err != nil {
 		return nil, err
 	}
-	ca, err := fakeca.NewRoot("credloop bench device CA", fakeca.ECDSAP256, 0, fakeca.Options{})
-	if err != nil {
-		return nil, fmt.Errorf("bench: device CA: %w", err)
+	reg := p.reg()
+	if reg != nil {
+		if err := p.ensureProject(ctx); err != nil {
+			return nil, err
+		}
+		if _, err := reg.RegisterCA(ctx, Project, ca.Cert.Raw, registry.CAModeNone, ""); err != nil && !errors.Is(err, registry.ErrExists) {
+			return nil, fmt.Errorf("bench: register CA: %w", err)
+		}
 	}
-	reg := p.o.Cloud.Registry
-	if _, err := reg.RegisterCA(ctx, Project, ca.Cert.Raw, registry.CAModeNone, ""); err != nil {
-		return nil, fmt.Errorf("bench: register CA: %w", err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(p.o.Cloud.Authority.Root.Cert)
+	roots, name := p.roots()
 	type client struct {
 		cfg     *tls.Config
 		connect []byte
@@ -455,18 +512,21 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 		if err != nil {
 			return nil, fmt.Errorf("bench: issue %s: %w", dev, err)
 		}
-		if _, err := reg.CreateDevice(ctx, Project, dev); err != nil && !errors.Is(err, registry.ErrExists) {
-			return nil, fmt.Errorf("bench: create device %s: %w", dev, err)
-		}
-		if _, err := reg.AddCertificate(ctx, Project, dev, cert.Raw, registry.StateActive); err != nil {
-			return nil, fmt.Errorf("bench: add certificate %s: %w", dev, err)
+		if reg != nil {
+			if _, err := reg.CreateDevice(ctx, Project, dev); err != nil && !errors.Is(err, registry.ErrExists) {
+				return nil, fmt.Errorf("bench: create device %s: %w", dev, err)
+			}
+			if _, err := reg.AddCertificate(ctx, Project, dev, cert.Raw, registry.StateActive); err != nil {
+				return nil, fmt.Errorf("bench: add certificate %s: %w", dev, err)
+			}
 		}
 		clients[k] = client{
 			cfg: &tls.Config{
-				Certificates: []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
-				RootCAs:      roots,
-				ServerName:   "localhost",
-				MinVersion:   tls.VersionTLS12,
+				Certificates:       []tls.Certificate{{Certificate: [][]byte{cert.Raw}, PrivateKey: key, Leaf: cert}},
+				RootCAs:            roots,
+				ServerName:         name,
+				InsecureSkipVerify: roots == nil,
+				MinVersion:         tls.VersionTLS12,
 			},
 			connect: mqttConnectPkt(dev, 60),
 		}

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -102,6 +104,8 @@ func runBench(ctx context.Context, env *Env) error {
 	ceilTime := fs.Duration("ceiling-time", 200*time.Millisecond, "time per crypto ceiling measurement (6 are made)")
 	timeout := fs.Duration("timeout", bench.DefaultOpTimeout, "per-operation timeout")
 	mode := fs.String("mode", "jitp", "onboard: jitp (MQTT just-in-time provisioning) or est (EST enrollment over CoAP)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured window to `FILE` (go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile at the end of the run to `FILE`")
 	// The workload may come before or after the flags.
 	args, name := env.Args, ""
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
@@ -217,9 +221,16 @@ func runBench(ctx context.Context, env *Env) error {
 	if *rate > 0 {
 		opts.Rate = shard.Rate(*rate)
 	}
+	stopProfile, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
 	stopProgress := progress(env.Stderr, live)
 	r, err := bench.Run(ctx, opts)
 	stopProgress()
+	if perr := stopProfile(); perr != nil && err == nil {
+		err = perr
+	}
 	if r == nil {
 		return err
 	}
@@ -235,6 +246,38 @@ func runBench(ctx context.Context, env *Env) error {
 		}
 	}
 	return err
+}
+
+// startProfiles starts a CPU profile to cpu and arranges an allocation
+// profile to mem (either may be ""); the returned func stops and writes them.
+func startProfiles(cpu, mem string) (func() error, error) {
+	var cf *os.File
+	if cpu != "" {
+		f, err := os.Create(cpu)
+		if err != nil {
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		cf = f
+	}
+	return func() error {
+		var errs []error
+		if cf != nil {
+			pprof.StopCPUProfile()
+			errs = append(errs, cf.Close())
+		}
+		if mem != "" {
+			f, err := os.Create(mem)
+			if err != nil {
+				return fmt.Errorf("--memprofile: %w", err)
+			}
+			errs = append(errs, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
+		}
+		return errors.Join(errs...)
+	}, nil
 }
 
 // progress prints a live line on w every 500 ms when w is a terminal; the
