@@ -334,17 +334,20 @@ func (p *wlPrep) pskCredentials(ctx context.Context) ([]sim.Credential, error) {
 	return creds, nil
 }
 
-// handshakeOp dials a new session with credential i, GETs path and closes.
+// handshakeOp dials a new DTLS session with credential i, GETs path
+// (CON, 2.xx expected) and closes it with close_notify.
 func handshakeOp(d sim.DialOptions, creds []sim.Credential, path string) func(context.Context, int64) error {
 	return func(ctx context.Context, i int64) error {
 		o := d
 		o.Credential = creds[i%int64(len(creds))]
-		s, err := sim.Dial(ctx, o)
+		conn, err := sim.DialDTLS(ctx, o)
 		if err != nil {
 			return err
 		}
-		_, err = s.GetRaw(ctx, path)
-		if cerr := s.Close(); err == nil && cerr != nil {
+		var token [8]byte
+		binary.BigEndian.PutUint64(token[:], uint64(i))
+		err = coapGet(ctx, conn, uint16(i), token[:], path)
+		if cerr := conn.Close(); err == nil && cerr != nil {
 			err = cerr
 		}
 		return err

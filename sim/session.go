@@ -62,6 +62,35 @@ type Session struct {
 
 // Dial performs the DTLS handshake and returns a CoAP session.
 func Dial(ctx context.Context, o DialOptions) (*Session, error) {
+	szx := blockwise.SZX1024
+	if o.BlockSize > 0 {
+		found := false
+		for z := blockwise.SZX16; z <= blockwise.SZX1024; z++ {
+			if z.Size() == int64(o.BlockSize) {
+				szx, found = z, true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("sim: block size %d is not a power of two from 16 to 1024", o.BlockSize)
+		}
+	}
+	conn, err := DialDTLS(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	cc := coapdtls.Client(conn,
+		options.WithBlockwise(true, szx, 30*time.Second),
+		options.WithCloseSocket(),
+	)
+	return &Session{cc: cc, dtls: conn}, nil
+}
+
+// DialDTLS performs the DTLS handshake of Dial over a connected UDP
+// socket (so an ICMP port unreachable fails it at once) and returns the
+// bare DTLS connection, without a CoAP client on top: for callers that
+// speak CoAP themselves, like the load generator. Closing it sends
+// close_notify and closes the socket.
+func DialDTLS(ctx context.Context, o DialOptions) (*dtls.Conn, error) {
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 5 * time.Second
 	}
@@ -109,24 +138,7 @@ func Dial(ctx context.Context, o DialOptions) (*Session, error) {
 		_ = conn.Close()
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)
 	}
-	szx := blockwise.SZX1024
-	if o.BlockSize > 0 {
-		found := false
-		for z := blockwise.SZX16; z <= blockwise.SZX1024; z++ {
-			if z.Size() == int64(o.BlockSize) {
-				szx, found = z, true
-			}
-		}
-		if !found {
-			_ = conn.Close()
-			return nil, fmt.Errorf("sim: block size %d is not a power of two from 16 to 1024", o.BlockSize)
-		}
-	}
-	cc := coapdtls.Client(conn,
-		options.WithBlockwise(true, szx, 30*time.Second),
-		options.WithCloseSocket(),
-	)
-	return &Session{cc: cc, dtls: conn}, nil
+	return conn, nil
 }
 
 // connectedPacketConn lets pion use a connected UDP socket.

@@ -128,6 +128,7 @@ func (l *listener) acceptLoop() {
 }
 
 func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
+	checks := l.srv.checks.Load() // before any registry read of this handshake
 	hs := &handshakeState{srv: l.srv, remote: raddr, decryptFailed: make(chan struct{})}
 	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
 	if err != nil {
@@ -165,13 +166,16 @@ func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
 	l.mu.Lock()
 	l.sessions[s] = struct{}{}
 	l.mu.Unlock()
-	// A revocation or a disable that ran between the handshake's checks
-	// and the line above found no session to drop; look again now that
-	// the session is visible to Drop.
-	if reason := l.srv.revalidate(l.ctx, peer); reason != "" {
-		_ = s.Close()
-		l.srv.record(registry.Event{Project: peer.Project, Device: peer.Device, Credential: peer.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
-		return
+	// A revocation or a disable that was enforced (Revalidate, Drop)
+	// between the handshake's checks and the line above found no session
+	// to drop; look again now that the session is visible to them. One
+	// enforced later will see the session itself.
+	if l.srv.checks.Load() != checks {
+		if reason := l.srv.revalidate(l.ctx, peer); reason != "" {
+			_ = s.Close()
+			l.srv.record(registry.Event{Project: peer.Project, Device: peer.Device, Credential: peer.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
+			return
+		}
 	}
 	select {
 	case l.ready <- s:

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plgd-dev/go-coap/v3/dtls/server"
@@ -72,6 +73,10 @@ type Server struct {
 	stopTick   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+	// checks counts Revalidate and Drop calls: a handshake that sees it
+	// unchanged from before its registry checks until its session is
+	// visible to them needs no second look at the registry.
+	checks atomic.Uint64
 }
 
 // Listen binds the endpoint and starts serving. Close stops it.
@@ -165,6 +170,7 @@ func (s *Server) Sessions() []Peer { return s.l.peers() }
 // returns how many were closed. It is how revocation and disabling reach
 // devices that are already connected.
 func (s *Server) Drop(match func(Peer) bool, reason string) int {
+	s.checks.Add(1)
 	dropped := s.l.drop(match)
 	for _, p := range dropped {
 		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
@@ -176,6 +182,7 @@ func (s *Server) Drop(match func(Peer) bool, reason string) int {
 // enabled, credential ACTIVE, no certificate of its chain revoked) and
 // drops those that fail, recording why. It returns how many it dropped.
 func (s *Server) Revalidate(ctx context.Context) int {
+	s.checks.Add(1)
 	n := 0
 	for _, p := range s.l.peers() {
 		reason := s.revalidate(ctx, p)

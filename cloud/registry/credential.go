@@ -507,7 +507,7 @@ func (r *Registry) Credential(ctx context.Context, id int64) (Credential, error)
 	if err := r.check(); err != nil {
 		return Credential{}, err
 	}
-	c, err := scanCred(r.rd.QueryRowContext(ctx, `SELECT `+credColumns+` FROM credentials c WHERE c.id = ?`, id))
+	c, err := scanCred(r.stCred.QueryRowContext(ctx, id))
 	if err != nil {
 		return Credential{}, fmt.Errorf("credential %d: %w", id, notFound(err))
 	}

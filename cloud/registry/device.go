@@ -105,7 +105,7 @@ func (r *Registry) Device(ctx context.Context, project, id string) (Device, erro
 	if err := r.check(); err != nil {
 		return Device{}, err
 	}
-	d, err := scanDevice(r.rd.QueryRowContext(ctx, `SELECT `+deviceColumns+` FROM devices WHERE project = ? AND id = ?`, project, id))
+	d, err := scanDevice(r.stDevice.QueryRowContext(ctx, project, id))
 	if err != nil {
 		return Device{}, fmt.Errorf("device %s/%s: %w", project, id, notFound(err))
 	}

@@ -3,6 +3,7 @@ package registry
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -63,18 +64,23 @@ func (r *Registry) Record(ctx context.Context, e Event) (Event, error) {
 // exactly, or as a prefix when it ends in "." or "*" ("auth.*" and
 // "auth." both match "auth.psk"; "*" matches all). Limit 0 means no limit.
 type Filter struct {
-	Project  string
-	Device   string
-	Kind     string
+	Project string
+	Device  string
+	Kind    string
+	// Kinds, when not empty, keeps only events whose kind is one of these
+	// exactly (in addition to Kind).
+	Kinds    []string
 	Outcome  string
 	AfterSeq int64 // only events with Seq > AfterSeq
+	UpToSeq  int64 // if > 0, only events with Seq <= UpToSeq
 	Limit    int
 }
 
 // Match reports whether e passes the filter (AfterSeq included, Limit
 // ignored).
 func (f Filter) Match(e Event) bool {
-	if e.Seq <= f.AfterSeq ||
+	if e.Seq <= f.AfterSeq || f.UpToSeq > 0 && e.Seq > f.UpToSeq ||
+		len(f.Kinds) > 0 && !slices.Contains(f.Kinds, e.Kind) ||
 		f.Project != "" && e.Project != f.Project ||
 		f.Device != "" && e.Device != f.Device ||
 		f.Outcome != "" && e.Outcome != f.Outcome {
@@ -114,6 +120,16 @@ func (f Filter) query() (string, []any) {
 	var b strings.Builder
 	b.WriteString(`SELECT seq, time, project, device, credential, kind, outcome, reason FROM events WHERE seq > ?`)
 	args := []any{f.AfterSeq}
+	if f.UpToSeq > 0 {
+		b.WriteString(` AND seq <= ?`)
+		args = append(args, f.UpToSeq)
+	}
+	if len(f.Kinds) > 0 {
+		b.WriteString(` AND kind IN (?` + strings.Repeat(`, ?`, len(f.Kinds)-1) + `)`)
+		for _, k := range f.Kinds {
+			args = append(args, k)
+		}
+	}
 	if f.Project != "" {
 		b.WriteString(` AND project = ?`)
 		args = append(args, f.Project)
@@ -155,7 +171,7 @@ func (r *Registry) LastSeq(ctx context.Context) (int64, error) {
 		return 0, err
 	}
 	var n int64
-	if err := r.rd.QueryRowContext(ctx, `SELECT COALESCE(MAX(seq), 0) FROM events`).Scan(&n); err != nil {
+	if err := r.stLastSeq.QueryRowContext(ctx).Scan(&n); err != nil {
 		return 0, fmt.Errorf("last seq: %w", err)
 	}
 	return n, nil
@@ -198,6 +214,42 @@ func (r *Registry) WaitEvent(ctx context.Context, f Filter) (Event, error) {
 			return Event{}, fmt.Errorf("wait event: %w", ctx.Err())
 		case <-r.done:
 			return Event{}, fmt.Errorf("wait event: %w", ErrClosed)
+		}
+	}
+}
+
+// WaitSeq returns the Seq of the newest event once it is greater than
+// after, waiting like WaitEvent (woken at once by in-process events,
+// re-checking every 100 ms for other processes'). It is the cheap way to
+// follow the log: one indexed MAX per wake, whatever was recorded.
+func (r *Registry) WaitSeq(ctx context.Context, after int64) (int64, error) {
+	var tick *time.Ticker
+	for {
+		wake := r.waitCh() // before the query, so no Record is missed
+		last, err := r.LastSeq(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+			return 0, fmt.Errorf("wait seq: %w", err)
+		}
+		if last > after {
+			return last, nil
+		}
+		if tick == nil {
+			tick = time.NewTicker(r.poll)
+			defer tick.Stop()
+		}
+		if r.onWait != nil {
+			r.onWait()
+		}
+		select {
+		case <-wake:
+		case <-tick.C:
+		case <-ctx.Done():
+			return 0, fmt.Errorf("wait seq: %w", ctx.Err())
+		case <-r.done:
+			return 0, fmt.Errorf("wait seq: %w", ErrClosed)
 		}
 	}
 }

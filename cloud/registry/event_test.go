@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -244,5 +245,72 @@ func TestWaitEventClose(t *testing.T) {
 		}
 	case <-ctx.Done():
 		t.Fatal("Close did not wake WaitEvent")
+	}
+}
+
+func TestFilterKindsAndUpTo(t *testing.T) {
+	r := openMem(t, nil)
+	ctx := context.Background()
+	for _, k := range []string{"auth.psk", "device.disabled", "auth.psk", "ca.revoke", "device.disabled"} {
+		must[Event](t)(r.Record(ctx, Event{Kind: k}))
+	}
+	for _, tt := range []struct {
+		name string
+		f    Filter
+		want []int64
+	}{
+		{"kinds", Filter{Kinds: []string{"ca.revoke", "device.disabled"}}, []int64{2, 4, 5}},
+		{"kinds up to", Filter{Kinds: []string{"ca.revoke", "device.disabled"}, UpToSeq: 4}, []int64{2, 4}},
+		{"kinds after up to", Filter{Kinds: []string{"device.disabled"}, AfterSeq: 2, UpToSeq: 4}, nil},
+		{"kind and kinds", Filter{Kind: "auth.*", Kinds: []string{"auth.psk", "ca.revoke"}}, []int64{1, 3}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			evs := must[[]Event](t)(r.Events(ctx, tt.f))
+			var got []int64
+			for _, e := range evs {
+				got = append(got, e.Seq)
+				if !tt.f.Match(e) {
+					t.Errorf("Match(%+v) = false for an event Events returned", e)
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("seqs %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWaitSeq(t *testing.T) {
+	r := openMem(t, nil)
+	r.poll = time.Hour // only the in-process wake-up can end the wait
+	blocked := waitHook(r)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	must[Event](t)(r.Record(ctx, Event{Kind: "auth.psk"}))
+	if last, err := r.WaitSeq(ctx, 0); err != nil || last != 1 {
+		t.Fatalf("WaitSeq(0) = %d, %v; want 1 at once", last, err)
+	}
+	done := make(chan int64, 1)
+	go func() {
+		last, err := r.WaitSeq(ctx, 1)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- last
+	}()
+	<-blocked
+	must[Event](t)(r.Record(ctx, Event{Kind: "auth.psk"}))
+	select {
+	case last := <-done:
+		if last != 2 {
+			t.Fatalf("WaitSeq = %d, want 2", last)
+		}
+	case <-ctx.Done():
+		t.Fatal("WaitSeq not woken by Record")
+	}
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	if _, err := r.WaitSeq(cctx, 2); !errors.Is(err, context.Canceled) {
+		t.Fatalf("WaitSeq with a cancelled context: %v", err)
 	}
 }

@@ -20,6 +20,8 @@ func TestHotPathQueryPlans(t *testing.T) {
 		{"PSKByIdentity", qPSKByIdentity, []any{"d@p"}, "credentials_psk_identity"},
 		{"CertificateByFingerprint", qCertByFingerprint, []any{fp}, "credentials_cert_fp"},
 		{"IsRevoked", qIsRevoked, []any{fp, "1"}, "PRIMARY KEY"},
+		{"Device", qDevice, []any{"p", "d"}, "sqlite_autoindex_devices_1 (project=? AND id=?)"},
+		{"Credential", qCredential, []any{1}, "INTEGER PRIMARY KEY"},
 		{"Revoke", qRevokeCredentials, []any{"1", fp}, "credentials_serial"},
 		{"WaitEvent", waitQuery, waitArgs, "INTEGER PRIMARY KEY"},
 	}

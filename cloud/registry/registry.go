@@ -88,6 +88,9 @@ type Registry struct {
 	stRecord  *sql.Stmt
 	stTouch   *sql.Stmt
 	stRevoked *sql.Stmt
+	stDevice  *sql.Stmt
+	stCred    *sql.Stmt
+	stLastSeq *sql.Stmt
 
 	mu      sync.Mutex
 	eventCh chan struct{} // closed and replaced on every in-process event
@@ -197,7 +200,7 @@ func (r *Registry) Close() error {
 
 func (r *Registry) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked} {
+	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked, r.stDevice, r.stCred, r.stLastSeq} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

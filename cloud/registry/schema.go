@@ -225,6 +225,9 @@ func (r *Registry) prepare(ctx context.Context) error {
 	r.stRecord = prep(r.w, `INSERT INTO events (time, project, device, credential, kind, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?)`)
 	r.stTouch = prep(r.w, `UPDATE devices SET last_seen = ? WHERE project = ? AND id = ?`)
 	r.stRevoked = prep(r.rd, qIsRevoked)
+	r.stDevice = prep(r.rd, qDevice)
+	r.stCred = prep(r.rd, qCredential)
+	r.stLastSeq = prep(r.rd, `SELECT COALESCE(MAX(seq), 0) FROM events`)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
@@ -239,6 +242,8 @@ const (
 		WHERE c.kind = 'psk' AND c.psk_identity = ?`
 	qCertByFingerprint = `SELECT ` + credColumns + ` FROM credentials c WHERE c.kind = 'cert' AND c.fingerprint = ?`
 	qIsRevoked         = `SELECT 1 FROM revocations WHERE issuer_fp = ? AND serial = ?`
+	qDevice            = `SELECT ` + deviceColumns + ` FROM devices WHERE project = ? AND id = ?`
+	qCredential        = `SELECT ` + credColumns + ` FROM credentials c WHERE c.id = ?`
 	qRevokeCredentials = `UPDATE credentials SET state = 'REVOKED'
 		WHERE kind = 'cert' AND serial = ? AND issuer_fp = ? AND state != 'REVOKED'`
 )
