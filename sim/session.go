@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pion/dtls/v3"
+	dtlselliptic "github.com/pion/dtls/v3/pkg/crypto/elliptic"
 	coapdtls "github.com/plgd-dev/go-coap/v3/dtls"
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
@@ -45,6 +46,10 @@ type DialOptions struct {
 	// nil the server certificate is not verified (as with PSK).
 	RootCAs    *x509.CertPool
 	ServerName string
+	// ServerCertificate, when set, pins the server: its leaf certificate
+	// must be exactly these DER bytes, and RootCAs is not consulted (a
+	// load generator verifies the chain once, then pins it).
+	ServerCertificate []byte
 	// HandshakeTimeout bounds the handshake; default 5 s.
 	HandshakeTimeout time.Duration
 	// CipherSuites overrides the suites offered.
@@ -101,6 +106,18 @@ func DialDTLS(ctx context.Context, o DialOptions) (*dtls.Conn, error) {
 		InsecureSkipVerify:   o.RootCAs == nil,
 		CipherSuites:         o.CipherSuites,
 		MTU:                  1200,
+		// P-256 first, as devices with crypto accelerators (nRF CC310,
+		// ESP32, CC3220) offer it; X25519 and P-384 remain acceptable.
+		EllipticCurves: []dtlselliptic.Curve{dtlselliptic.P256, dtlselliptic.X25519, dtlselliptic.P384},
+	}
+	if pin := o.ServerCertificate; pin != nil {
+		cfg.RootCAs, cfg.InsecureSkipVerify = nil, true
+		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
+				return errors.New("sim: server certificate is not the pinned one")
+			}
+			return nil
+		}
 	}
 	c := o.Credential
 	switch {

@@ -266,7 +266,7 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	if iss := hs.srv.opts.Authority.Issuing; iss != hs.srv.opts.Authority.Root {
 		pool = append(append([]*x509.Certificate{}, certs...), iss.Cert)
 	}
-	chain, err := fakeca.VerifyClient(pool, roots, hs.srv.now())
+	chain, err := hs.srv.verifier.Verify(pool, roots, hs.srv.now())
 	if err != nil {
 		return hs.reject("certificate rejected: " + verifyReason(err))
 	}

@@ -73,6 +73,7 @@ type Server struct {
 	stopTick   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+	verifier   fakeca.Verifier // client chains, remembering verified intermediates
 	// checks counts Revalidate and Drop calls: a handshake that sees it
 	// unchanged from before its registry checks until its session is
 	// visible to them needs no second look at the registry.

@@ -214,7 +214,7 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 		roots = append(roots, srv.opts.Authority.Root.Root())
 	}
 	now := srv.now()
-	chain, err := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), roots, now)
+	chain, err := srv.verifier.Verify(append([]*x509.Certificate{leaf}, pool...), roots, now)
 	if err != nil {
 		return hs.reject(hs.chainReason(err, leaf, pool, inactive, isKnown))
 	}

@@ -118,6 +118,7 @@ type Server struct {
 	subSeq     atomic.Int64
 	jit        stripes
 	mochiLog   *gate
+	verifier   fakeca.Verifier // client chains, remembering verified intermediates
 	// testAfterVerify, when set, runs after a connection's checks and
 	// before its session becomes visible (tests race revocations there).
 	testAfterVerify atomic.Pointer[func()]
