@@ -324,12 +324,15 @@ func openTarget(c *cloud.Cloud, addr string, reg *registry.Registry, roots *x509
 		} else {
 			o.MQTTAddr = "-"
 		}
-		var err error
-		if c, err = cloud.New(o); err != nil {
-			return nil, fmt.Errorf("bench: embedded cloud: %w", err)
+		var (
+			err      error
+			closeAll func() error
+		)
+		if c, closeAll, err = EmbeddedCloud(o); err != nil {
+			return nil, err
 		}
 		t.embedded = true
-		t.close = func() { _ = c.Close() }
+		t.close = func() { _ = closeAll() }
 	}
 	if c != nil {
 		a := c.Addrs()

@@ -263,20 +263,8 @@ func (c *Cloud) revalidate(ctx context.Context, why string) {
 		}
 	}
 	if c.mqtt != nil {
-		for _, p := range c.mqtt.Sessions() {
-			reason := c.Registry.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain)
-			if reason == "" && p.CA != "" {
-				if ca, err := c.Registry.CARegistrationByID(ctx, p.CA); err == nil && !ca.Active {
-					reason = "issuing CA registration deactivated (revoked)"
-				}
-			}
-			if reason == "" {
-				continue
-			}
-			n := c.mqtt.Drop(func(q mqtt.Peer) bool { return q.Addr == p.Addr && q.Credential == p.Credential }, reason)
-			if n > 0 {
-				c.opts.Logger.Info("dropped sessions", "after", why, "mqtts", n)
-			}
+		if n := c.mqtt.Revalidate(ctx); n > 0 {
+			c.opts.Logger.Info("dropped sessions", "after", why, "mqtts", n)
 		}
 	}
 }

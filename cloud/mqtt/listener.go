@@ -181,6 +181,7 @@ func (l *listener) untrack(c net.Conn) {
 // (until the client goes) or a close without CONNACK.
 func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 	defer l.untrack(c)
+	checks := l.srv.checks.Load() // before any registry read of this connection
 	hs := &handshake{srv: l.srv, remote: c.RemoteAddr()}
 	defer hs.release()
 	tc := tls.Server(c, l.srv.tlsConfig(hs))
@@ -221,15 +222,18 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 		return
 	}
 	l.untrack(c)
-	// A revocation or a disable that ran between the handshake's checks and
-	// the line above found no session to drop; look again now that the
-	// session is visible to Drop.
-	if reason := l.srv.revalidate(l.ctx, sess.getPeer()); reason != "" {
-		_ = sess.Close()
-		p := sess.getPeer()
-		l.srv.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
-		l.srv.log.Info("connection refused after the handshake", "project", p.Project, "device", p.Device, "credential", short(p.Credential), "reason", reason)
-		return
+	// A revocation or a disable that was enforced (Revalidate, Drop)
+	// between the handshake's checks and the line above found no session
+	// to drop; look again now that the session is visible to them. One
+	// enforced later will see the session itself.
+	if l.srv.checks.Load() != checks {
+		if reason := l.srv.revalidate(l.ctx, sess.getPeer()); reason != "" {
+			_ = sess.Close()
+			p := sess.getPeer()
+			l.srv.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
+			l.srv.log.Info("connection refused after the handshake", "project", p.Project, "device", p.Device, "credential", short(p.Credential), "reason", reason)
+			return
+		}
 	}
 	l.srv.notify()
 	err = establish(listenerID, sess)

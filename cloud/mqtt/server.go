@@ -118,7 +118,11 @@ type Server struct {
 	subSeq     atomic.Int64
 	jit        stripes
 	mochiLog   *gate
-	verifier   fakeca.Verifier // client chains, remembering verified intermediates
+	// checks counts Revalidate and Drop calls: a connection that sees it
+	// unchanged from before its registry checks until its session is
+	// visible to them needs no second look at the registry.
+	checks   atomic.Uint64
+	verifier fakeca.Verifier // client chains, remembering verified intermediates
 	// testAfterVerify, when set, runs after a connection's checks and
 	// before its session becomes visible (tests race revocations there).
 	testAfterVerify atomic.Pointer[func()]
@@ -221,11 +225,27 @@ func (s *Server) Sessions() []Peer { return s.l.peers() }
 // session.closed event with the reason, and returns how many it closed.
 // It is how revocation and disabling reach connected devices.
 func (s *Server) Drop(match func(Peer) bool, reason string) int {
+	s.checks.Add(1)
 	dropped := s.l.drop(match, reason)
 	for _, p := range dropped {
 		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: registry.OutcomeOK, Reason: reason})
 	}
 	return len(dropped)
+}
+
+// Revalidate checks every live connection against the registry (device
+// enabled, certificate ACTIVE, nothing of its chain revoked, its CA
+// registration still ACTIVE) and drops those that fail, recording why.
+// It returns how many it dropped.
+func (s *Server) Revalidate(ctx context.Context) int {
+	s.checks.Add(1)
+	n := 0
+	for _, p := range s.l.peers() {
+		if reason := s.revalidate(ctx, p); reason != "" {
+			n += s.Drop(func(q Peer) bool { return q.Addr == p.Addr && q.Credential == p.Credential }, reason)
+		}
+	}
+	return n
 }
 
 // Subscribe calls fn with every message published on a topic that filter
