@@ -66,6 +66,12 @@ type Options struct {
 	Trace func(OpTrace)
 	// Live, if set, is updated during the run for progress displays.
 	Live *Live
+	// ServerCPU, if set, returns the cumulative CPU time of the server
+	// under load when it runs in its own process (ServerProc.CPU,
+	// Peer.CPU). Run calls it at the start and the end of the measured
+	// window and records the difference as the result's server CPU; an
+	// error from either call leaves the result without server CPU.
+	ServerCPU func() (time.Duration, error)
 }
 
 // OpTrace describes one finished operation.
@@ -177,10 +183,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 
 	var (
-		before    usage
-		beforeSet sync.Once
+		before       usage
+		beforeSet    sync.Once
+		serverBefore time.Duration
+		serverErr    error
 	)
-	markMeasured := func() { beforeSet.Do(func() { before = readUsage() }) }
+	markMeasured := func() {
+		beforeSet.Do(func() {
+			before = readUsage()
+			if opts.ServerCPU != nil {
+				serverBefore, serverErr = opts.ServerCPU()
+			}
+		})
+	}
 
 	// do runs one operation and records it.
 	do := func(i int64, intended, began time.Time, warm bool) {
@@ -219,6 +234,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	markMeasured() // no measured operation at all: empty delta
 	after := readUsage()
+	var serverCPU time.Duration
+	if opts.ServerCPU != nil && serverErr == nil {
+		var serverAfter time.Duration
+		if serverAfter, serverErr = opts.ServerCPU(); serverErr == nil {
+			serverCPU = serverAfter - serverBefore
+		}
+	}
 
 	r := &Result{
 		Workload:    opts.Workload,
@@ -235,6 +257,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		Service:     rec.svc,
 		CPUSeconds:  (after.cpu - before.cpu).Seconds(),
 		Mallocs:     after.mallocs - before.mallocs,
+	}
+	if opts.ServerCPU != nil && serverErr == nil {
+		r.ServerMeasured, r.ServerCPUSeconds = true, serverCPU.Seconds()
 	}
 	if opts.Rate > 0 {
 		r.Mode = ModeOpen

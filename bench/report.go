@@ -47,6 +47,10 @@ func (r *Result) WriteTable(w io.Writer) error {
 		p("errors", "%s", strings.Join(parts, ", "))
 	}
 	p("cpu/op", "%s", fmtDur(time.Duration(r.CPUPerOp*float64(time.Second))))
+	if r.ServerMeasured {
+		p("server cpu/op", "%s (server process; cpu/op above is the load generator's)",
+			fmtDur(time.Duration(r.ServerCPUPerOp*float64(time.Second))))
+	}
 	p("allocs/op", "%.1f", r.AllocsPerOp)
 	if r.Ceiling > 0 {
 		p("ceiling", "%s ops/s (%s)", num(r.Ceiling, ""), r.CeilingName)

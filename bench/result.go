@@ -46,6 +46,12 @@ var ErrMerge = errors.New("bench: cannot merge results")
 //	cpu_per_op     cpu_seconds / ops
 //	mallocs        heap allocations over the window (runtime.MemStats.Mallocs)
 //	allocs_per_op  mallocs / ops
+//	server_measured  the server ran in its own process and its CPU was
+//	               sampled (--server-proc, bench side-by-side); cpu_seconds
+//	               is then the load generator's alone
+//	server_cpu_seconds  the server process's user+system CPU over the
+//	               window, at the kernel's clock-tick resolution (10 ms)
+//	server_cpu_per_op   server_cpu_seconds / ops
 //	ceiling_name, ceiling  the crypto ceiling this workload is bounded by
 //	               (ops/s), measured in the same run
 //	efficiency     throughput / ceiling
@@ -74,6 +80,10 @@ type Result struct {
 	CPUPerOp    float64 `json:"cpu_per_op"`
 	Mallocs     uint64  `json:"mallocs"`
 	AllocsPerOp float64 `json:"allocs_per_op"`
+
+	ServerMeasured   bool    `json:"server_measured,omitempty"`
+	ServerCPUSeconds float64 `json:"server_cpu_seconds,omitempty"`
+	ServerCPUPerOp   float64 `json:"server_cpu_per_op,omitempty"`
 
 	CeilingName string    `json:"ceiling_name,omitempty"`
 	Ceiling     float64   `json:"ceiling,omitempty"`
@@ -107,13 +117,14 @@ func (r *Result) derive() {
 	}
 	r.LatencySummary = r.Latency.Summary()
 	r.ServiceSummary = r.Service.Summary()
-	r.Throughput, r.CPUPerOp, r.AllocsPerOp, r.Efficiency = 0, 0, 0, 0
+	r.Throughput, r.CPUPerOp, r.AllocsPerOp, r.Efficiency, r.ServerCPUPerOp = 0, 0, 0, 0, 0
 	if w := r.End.Sub(r.Start).Seconds(); w > 0 {
 		r.Throughput = float64(r.Ops-r.ErrorCount()) / w
 	}
 	if r.Ops > 0 {
 		r.CPUPerOp = r.CPUSeconds / float64(r.Ops)
 		r.AllocsPerOp = float64(r.Mallocs) / float64(r.Ops)
+		r.ServerCPUPerOp = r.ServerCPUSeconds / float64(r.Ops)
 	}
 	if r.Ceiling > 0 {
 		r.Efficiency = r.Throughput / r.Ceiling
@@ -145,7 +156,8 @@ func ReadJSON(rd io.Reader) (*Result, error) {
 // CPU and allocations add, rate and concurrency add, and throughput is
 // recomputed over the union of the windows. Results of different
 // workloads or modes, or the same shard twice, are refused. Params and
-// ceilings are taken from the first result.
+// ceilings are taken from the first result. Server CPU adds (each shard
+// loads its own server process) and is kept only when every shard has it.
 func Merge(rs []*Result) (*Result, error) {
 	if len(rs) == 0 {
 		return nil, fmt.Errorf("%w: nothing to merge", ErrMerge)
@@ -163,6 +175,8 @@ func Merge(rs []*Result) (*Result, error) {
 		CeilingName: first.CeilingName,
 		Ceiling:     first.Ceiling,
 		Ceilings:    first.Ceilings,
+
+		ServerMeasured: true,
 	}
 	seen := map[string]bool{}
 	var shards []string
@@ -198,6 +212,8 @@ func Merge(rs []*Result) (*Result, error) {
 		m.Slips += r.Slips
 		m.CPUSeconds += r.CPUSeconds
 		m.Mallocs += r.Mallocs
+		m.ServerMeasured = m.ServerMeasured && r.ServerMeasured
+		m.ServerCPUSeconds += r.ServerCPUSeconds
 		for c, n := range r.Errors {
 			if m.Errors == nil {
 				m.Errors = map[string]int64{}
@@ -217,6 +233,9 @@ func Merge(rs []*Result) (*Result, error) {
 		return a.Index < b.Index
 	})
 	m.Shard = strings.Join(shards, "+")
+	if !m.ServerMeasured {
+		m.ServerCPUSeconds = 0
+	}
 	m.derive()
 	return m, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,14 +27,16 @@ func benchUsage() string {
 	var b strings.Builder
 	b.WriteString(`Usage:
   credloop bench WORKLOAD [flags]
+  credloop bench side-by-side dtls-psk|mqtt-mtls [flags]
   credloop bench compare A.json B.json
   credloop bench merge -o OUT.json IN.json...
 
 Drives one workload against an embedded cloud (started for the run, in
-memory) or an external server (--target), and reports throughput, latency
-percentiles, errors by cause, CPU and allocations per operation, and
-efficiency = achieved throughput / the crypto ceiling measured in the same
-run on this machine (see PERFORMANCE.md).
+memory), the cloud in its own process (--server-proc) or an external
+server (--target), and reports throughput, latency percentiles, errors by
+cause, CPU and allocations per operation, and efficiency = achieved
+throughput / the crypto ceiling measured in the same run on this machine
+(see PERFORMANCE.md).
 
 Workloads:
 `)
@@ -56,6 +59,20 @@ Workloads:
 Registry entries, keys, certificates and (coap, est) sessions are prepared
 before the run; only the operation itself is measured.
 
+Where the server runs:
+  embedded       (default) in the load generator's process: cpu/op is
+                 client + server.
+  --server-proc  'credloop cloud' in a child process on loopback (its CA
+                 and registry in a temporary directory, removed after):
+                 cpu/op is the load generator's, server cpu/op the
+                 child's (from /proc, 10 ms resolution). fleet reports
+                 the child's resident memory per device instead.
+  --target       an external server (the workloads marked --target ok).
+
+side-by-side puts coap-server-openssl (dtls-psk) or Mosquitto (mqtt-mtls)
+and credloop under the same load in one run and prints the ratio; see
+'credloop bench side-by-side --help'.
+
 Load:
   closed loop  --concurrency N (default 32): N workers, each starts its next
                operation when the previous returns. Finds the maximum
@@ -72,6 +89,9 @@ Examples:
   credloop bench dtls-psk --concurrency 64 --duration 10s --json psk.json
   credloop bench dtls-psk --rate 4000 --duration 30s
   credloop bench dtls-psk --target 127.0.0.1:5684 --psk-identity id --psk secret
+  credloop bench mqtt-mtls --server-proc --concurrency 16 --duration 10s
+  credloop bench fleet --server-proc --devices 2000
+  credloop bench side-by-side dtls-psk --concurrency 16 --duration 10s
   credloop bench mqtt-mtls --devices 1000 --json mqtt.json
   credloop bench dtls-psk --shard 0/4 --json s0.json   (one of 4 machines)
   credloop bench merge -o all.json s0.json s1.json s2.json s3.json
@@ -82,47 +102,30 @@ Examples:
 
 func runBench(ctx context.Context, env *Env) error {
 	if len(env.Args) > 0 {
+		sub := &Env{Args: env.Args[1:], Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr}
 		switch env.Args[0] {
 		case "compare":
 			return benchCompare(env)
 		case "merge":
 			return benchMerge(env)
+		case "side-by-side":
+			return benchSideBySide(ctx, sub)
 		}
 	}
 	fs := flagSet(env, "bench", benchUsage())
-	rate := fs.Float64("rate", 0, "open loop: operations per second (whole fleet; divided among shards)")
-	conc := fs.Int("concurrency", 0, "closed loop: concurrent workers (default 32 when --rate is not set)")
-	duration := fs.Duration("duration", 10*time.Second, "measured window")
-	warmup := fs.Duration("warmup", 2*time.Second, "warmup before the measured window (not recorded)")
-	devices := fs.Int("devices", bench.DefaultDevices, "fleet size (devices used round-robin)")
+	load := addLoadFlags(fs)
 	shardFlag := fs.String("shard", "", "run slice `i/n` of the fleet (0-based), e.g. 0/4")
 	target := fs.String("target", "", "external server `host:port` instead of the embedded cloud")
+	serverProc := fs.Bool("server-proc", false, "run the cloud in a separate `credloop cloud` process (client and server CPU apart; fleet: server memory)")
 	pskID := fs.String("psk-identity", "", "PSK identity for --target (dtls-psk, coap)")
 	pskFlag := fs.String("psk", "", "PSK for --target: text, or hex:... for raw bytes")
 	path := fs.String("path", "", `CoAP path to GET (default "/hello"; "/" with --target)`)
-	jsonOut := fs.String("json", "", "write the result as JSON to `FILE`")
-	ceilTime := fs.Duration("ceiling-time", 200*time.Millisecond, "time per crypto ceiling measurement (6 are made)")
-	timeout := fs.Duration("timeout", bench.DefaultOpTimeout, "per-operation timeout")
 	mode := fs.String("mode", "jitp", "onboard: jitp (MQTT just-in-time provisioning) or est (EST enrollment over CoAP)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured window to `FILE` (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile at the end of the run to `FILE`")
-	// The workload may come before or after the flags.
-	args, name := env.Args, ""
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := parse(fs, args); err != nil {
+	name, err := parseWorkload(fs, env.Args)
+	if err != nil {
 		return err
-	}
-	rest := fs.Args()
-	if name == "" && len(rest) > 0 {
-		name, rest = rest[0], rest[1:]
-	}
-	if name == "" {
-		return usageErr("missing workload")
-	}
-	if len(rest) > 0 {
-		return usageErr("unexpected arguments after the workload: %s", strings.Join(rest, " "))
 	}
 	known := name == bench.WorkloadFleet
 	for _, w := range bench.Workloads {
@@ -131,17 +134,8 @@ func runBench(ctx context.Context, env *Env) error {
 	if !known {
 		return usageErr("unknown workload %q", name)
 	}
-	if *rate < 0 || *conc < 0 {
-		return usageErr("--rate and --concurrency must not be negative")
-	}
-	if *rate > 0 && *conc > 0 {
-		return usageErr("--rate (open loop) and --concurrency (closed loop) exclude each other")
-	}
-	if *rate == 0 && *conc == 0 {
-		*conc = 32
-	}
-	if *duration <= 0 || *warmup < 0 || *devices <= 0 || *ceilTime <= 0 {
-		return usageErr("--duration, --devices and --ceiling-time must be positive, --warmup not negative")
+	if err := load.check(); err != nil {
+		return err
 	}
 	var shard bench.Shard
 	if *shardFlag != "" {
@@ -166,14 +160,27 @@ func runBench(ctx context.Context, env *Env) error {
 	if (*pskID == "") != (len(psk) == 0) {
 		return usageErr("--psk-identity and --psk go together")
 	}
+	if *serverProc {
+		switch {
+		case *target != "":
+			return usageErr("--server-proc starts its own server: it excludes --target")
+		case name == bench.WorkloadSign:
+			return usageErr("sign has no server: --server-proc does not apply")
+		case *pskID != "":
+			return usageErr("--psk-identity and --psk are for --target; --server-proc registers its own devices")
+		}
+	}
 	if *target != "" && *path == "" {
 		*path = "/"
 	}
 
-	params := map[string]string{"devices": fmt.Sprint(*devices)}
-	if *target != "" {
+	params := map[string]string{"devices": fmt.Sprint(*load.devices)}
+	switch {
+	case *target != "":
 		params["target"] = *target
-	} else {
+	case *serverProc:
+		params["target"] = "server-proc"
+	default:
 		params["target"] = "embedded"
 	}
 	if *path != "" {
@@ -181,22 +188,32 @@ func runBench(ctx context.Context, env *Env) error {
 	}
 
 	if name == bench.WorkloadFleet {
-		return benchFleet(ctx, env, *devices, *conc, shard, *target, *jsonOut)
+		return benchFleet(ctx, env, *load.devices, *load.conc, shard, *target, *load.jsonOut, *serverProc)
 	}
 
-	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**ceilTime)
-	ceilings, err := bench.MeasureCeilings(ctx, *ceilTime)
+	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**load.ceilTime)
+	ceilings, err := bench.MeasureCeilings(ctx, *load.ceilTime)
 	if err != nil {
 		return err
 	}
 
-	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *devices, Shard: shard, OnboardMode: *mode}
-	if *target == "" && name != bench.WorkloadSign {
-		c, err := cloud.New(cloud.Options{HTTPSAddr: "-", Logger: slog.New(slog.DiscardHandler)})
+	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *load.devices, Shard: shard, OnboardMode: *mode}
+	var serverCPU func() (time.Duration, error)
+	switch {
+	case *serverProc:
+		sp, err := startBenchServer(ctx, env)
 		if err != nil {
 			return err
 		}
-		defer c.Close()
+		defer sp.Close()
+		wo.Target, wo.Registry, wo.RootCAs, wo.ServerName = sp.Target(name, *mode), sp.Registry, sp.RootCAs, sp.ServerName
+		serverCPU = sp.CPU
+	case *target == "" && name != bench.WorkloadSign:
+		c, closeCloud, err := bench.EmbeddedCloud(cloud.Options{HTTPSAddr: "-", Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			return err
+		}
+		defer closeCloud()
 		wo.Cloud = c
 	}
 	fmt.Fprintf(env.Stderr, "preparing %s...\n", name)
@@ -207,19 +224,10 @@ func runBench(ctx context.Context, env *Env) error {
 	defer w.Cleanup()
 
 	live := &bench.Live{}
-	opts := bench.Options{
-		Workload:    name,
-		Params:      params,
-		Shard:       shard,
-		Concurrency: *conc,
-		Warmup:      *warmup,
-		Duration:    *duration,
-		Timeout:     *timeout,
-		Op:          w.Op,
-		Live:        live,
-	}
-	if *rate > 0 {
-		opts.Rate = shard.Rate(*rate)
+	opts := load.options(name, params, w)
+	opts.Shard, opts.Live, opts.ServerCPU = shard, live, serverCPU
+	if opts.Rate > 0 {
+		opts.Rate = shard.Rate(opts.Rate)
 	}
 	stopProfile, err := startProfiles(*cpuProfile, *memProfile)
 	if err != nil {
@@ -240,12 +248,94 @@ func runBench(ctx context.Context, env *Env) error {
 	if werr := r.WriteTable(env.Stdout); werr != nil {
 		return werr
 	}
-	if *jsonOut != "" {
-		if werr := writeResult(*jsonOut, r); werr != nil {
+	if *load.jsonOut != "" {
+		if werr := writeResult(*load.jsonOut, r); werr != nil {
 			return werr
 		}
 	}
 	return err
+}
+
+// loadFlags are the load flags bench and bench side-by-side share.
+type loadFlags struct {
+	rate     *float64
+	conc     *int
+	duration *time.Duration
+	warmup   *time.Duration
+	devices  *int
+	jsonOut  *string
+	ceilTime *time.Duration
+	timeout  *time.Duration
+}
+
+func addLoadFlags(fs *flag.FlagSet) *loadFlags {
+	return &loadFlags{
+		rate:     fs.Float64("rate", 0, "open loop: operations per second (whole fleet; divided among shards)"),
+		conc:     fs.Int("concurrency", 0, "closed loop: concurrent workers (default 32 when --rate is not set)"),
+		duration: fs.Duration("duration", 10*time.Second, "measured window"),
+		warmup:   fs.Duration("warmup", 2*time.Second, "warmup before the measured window (not recorded)"),
+		devices:  fs.Int("devices", bench.DefaultDevices, "fleet size (devices used round-robin)"),
+		jsonOut:  fs.String("json", "", "write the result as JSON to `FILE`"),
+		ceilTime: fs.Duration("ceiling-time", 200*time.Millisecond, "time per crypto ceiling measurement (6 are made)"),
+		timeout:  fs.Duration("timeout", bench.DefaultOpTimeout, "per-operation timeout (0: none)"),
+	}
+}
+
+// check validates the load flags and sets the default concurrency.
+func (l *loadFlags) check() error {
+	if *l.rate < 0 || *l.conc < 0 {
+		return usageErr("--rate and --concurrency must not be negative")
+	}
+	if *l.rate > 0 && *l.conc > 0 {
+		return usageErr("--rate (open loop) and --concurrency (closed loop) exclude each other")
+	}
+	if *l.rate == 0 && *l.conc == 0 {
+		*l.conc = 32
+	}
+	if *l.duration <= 0 || *l.warmup < 0 || *l.devices <= 0 || *l.ceilTime <= 0 || *l.timeout < 0 {
+		return usageErr("--duration, --devices and --ceiling-time must be positive, --warmup and --timeout not negative")
+	}
+	return nil
+}
+
+// options returns the run options the load flags give for workload w.
+func (l *loadFlags) options(name string, params map[string]string, w *bench.Workload) bench.Options {
+	o := bench.Options{
+		Workload:    name,
+		Params:      params,
+		Concurrency: *l.conc,
+		Warmup:      *l.warmup,
+		Duration:    *l.duration,
+		Timeout:     *l.timeout,
+		Op:          w.Op,
+	}
+	if *l.rate > 0 {
+		o.Rate, o.Concurrency = *l.rate, 0
+	}
+	return o
+}
+
+// parseWorkload parses args, where the workload name may come before or
+// after the flags, and returns the name.
+func parseWorkload(fs *flag.FlagSet, args []string) (string, error) {
+	name := ""
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := parse(fs, args); err != nil {
+		return "", err
+	}
+	rest := fs.Args()
+	if name == "" && len(rest) > 0 {
+		name, rest = rest[0], rest[1:]
+	}
+	if name == "" {
+		return "", usageErr("missing workload")
+	}
+	if len(rest) > 0 {
+		return "", usageErr("unexpected arguments after the workload: %s", strings.Join(rest, " "))
+	}
+	return name, nil
 }
 
 // startProfiles starts a CPU profile to cpu and arranges an allocation
@@ -413,14 +503,38 @@ histograms merge exactly, counts, CPU and rates add.`)
 
 // benchFleet connects N devices that stay connected and reports memory and
 // goroutines per idle device (client and server in one process when the
-// cloud is embedded).
-func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard bench.Shard, target, jsonOut string) error {
+// cloud is embedded; with serverProc the server's memory comes from its
+// own process).
+func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard bench.Shard, target, jsonOut string, serverProc bool) error {
+	o := bench.FleetOptions{Devices: devices, Concurrency: concurrency, Shard: shard, Target: target}
+	var (
+		sp  *bench.ServerProc
+		mem serverMemory
+	)
+	if serverProc {
+		var err error
+		if sp, err = startBenchServer(ctx, env); err != nil {
+			return err
+		}
+		defer sp.Close()
+		o.Target, o.Registry = sp.Addrs.CoAPS, sp.Registry
+		if mem, err = startServerMemory(sp); err != nil {
+			return err
+		}
+	}
 	fmt.Fprintf(env.Stderr, "connecting %d devices...\n", devices)
-	r, err := bench.Fleet(ctx, bench.FleetOptions{Devices: devices, Concurrency: concurrency, Shard: shard, Target: target})
+	r, err := bench.Fleet(ctx, o)
 	if err != nil {
 		return err
 	}
+	out := fleetOutput{FleetResult: r}
 	fmt.Fprintln(env.Stdout, r.String())
+	if sp != nil {
+		if err := mem.finish(sp, r.Connected, &out); err != nil {
+			return err
+		}
+		fmt.Fprintln(env.Stdout, out.serverLine())
+	}
 	if jsonOut == "" {
 		return nil
 	}
@@ -430,7 +544,7 @@ func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard b
 	}
 	enc := json.NewEncoder(f)
 	enc.SetIndent("", "  ")
-	if err := enc.Encode(r); err != nil {
+	if err := enc.Encode(out); err != nil {
 		f.Close()
 		return err
 	}
