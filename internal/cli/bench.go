@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
@@ -364,6 +365,7 @@ func startProfiles(cpu, mem string) (func() error, error) {
 			if err != nil {
 				return fmt.Errorf("--memprofile: %w", err)
 			}
+			runtime.GC() // the in-use figures are those of the last collection
 			errs = append(errs, pprof.Lookup("allocs").WriteTo(f, 0), f.Close())
 		}
 		return errors.Join(errs...)

@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -60,6 +61,8 @@ func runCloud(ctx context.Context, env *Env) error {
 	keyType := fs.String("key", "ecdsa-p256", "key type of a CA created on first start: ecdsa-p256, ecdsa-p384 or rsa-2048")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` at shutdown (go tool pprof)")
+	memProfile := fs.String("memprofile", "", "write a heap profile to `FILE` at shutdown, taken before the sessions close")
 	var hosts listFlag
 	fs.Var(&hosts, "host", "extra DNS name or IP for the server certificate (repeatable)")
 	if err := parse(fs, env.Args); err != nil {
@@ -82,6 +85,10 @@ func runCloud(ctx context.Context, env *Env) error {
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
+	stopProfile, err := startProfiles(*cpuProfile, *memProfile)
+	if err != nil {
+		return err
+	}
 	c, err := cloud.New(cloud.Options{
 		Dir:              *dir,
 		CoAPAddr:         *coapAddr,
@@ -94,6 +101,7 @@ func runCloud(ctx context.Context, env *Env) error {
 		Logger:           log,
 	})
 	if err != nil {
+		_ = stopProfile()
 		return err
 	}
 	ready := struct {
@@ -106,7 +114,8 @@ func runCloud(ctx context.Context, env *Env) error {
 		"root", fakeca.ShortFingerprint(c.Authority.Root.Cert.Raw))
 	<-ctx.Done()
 	log.Info("shutting down")
-	return c.Close()
+	perr := stopProfile()
+	return errors.Join(perr, c.Close())
 }
 
 func newLogger(env *Env, level, format string) (*slog.Logger, error) {
