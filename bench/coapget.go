@@ -177,3 +177,37 @@ func coapGet(ctx context.Context, conn net.Conn, mid uint16, token []byte, path 
 		}
 	}
 }
+
+// coapPing sends a CoAP ping (an empty CON, RFC 7252 section 4.3) with
+// message id mid and waits for the Reset that answers it.
+func coapPing(ctx context.Context, conn net.Conn, mid uint16) error {
+	ping := binary.BigEndian.AppendUint16([]byte{0x40, 0}, mid)
+	if _, err := conn.Write(ping); err != nil {
+		return err
+	}
+	defer conn.SetReadDeadline(time.Time{})
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetReadDeadline(time.Now()) })
+	defer stop()
+	if d, ok := ctx.Deadline(); ok {
+		if err := conn.SetReadDeadline(d); err != nil {
+			return err
+		}
+	}
+	buf := make([]byte, 64)
+	for {
+		n, err := conn.Read(buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return err
+		}
+		r, err := parseCoAPResponse(buf[:n])
+		if err != nil {
+			return err
+		}
+		if r.mid == mid && (r.typ == coapRST || r.typ == coapACK) {
+			return nil
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/dtlspsk"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -50,10 +51,69 @@ type FleetOptions struct {
 	HandshakeTimeout time.Duration
 	// Hold keeps the fleet connected this long after the last connect
 	// before measuring; with Keepalive > 0, every session sends a CoAP
-	// ping each Keepalive meanwhile (from one goroutine for the fleet).
+	// ping each Keepalive meanwhile (from one goroutine for the fleet);
+	// pings that go unanswered count in Errors as "keepalive <cause>".
 	Hold      time.Duration
 	Keepalive time.Duration
-	Rand      io.Reader
+	// PionClient connects the devices with pion/dtls and a go-coap client
+	// (sim.Dial, what scenarios use: 6 goroutines per device) instead of
+	// the load generator's own client (internal/dtlspsk: no goroutine per
+	// device), so the figures hold mostly the server's share.
+	PionClient bool
+	Rand       io.Reader
+}
+
+// fleetConn is one connected device of a fleet.
+type fleetConn interface {
+	Keepalive(ctx context.Context) error
+	Close() error
+}
+
+// leanConn is a fleet device on the load generator's own DTLS client.
+type leanConn struct {
+	c   *dtlspsk.Conn
+	mid uint16
+}
+
+// Keepalive sends a CoAP ping (CON 0.00) and waits for the Reset.
+func (l *leanConn) Keepalive(ctx context.Context) error {
+	l.mid++
+	return coapPing(ctx, l.c, l.mid)
+}
+
+func (l *leanConn) Close() error { return l.c.Close() }
+
+// simConn is a fleet device on sim.Dial.
+type simConn struct{ s *sim.Session }
+
+func (c simConn) Keepalive(ctx context.Context) error { return c.s.Keepalive(ctx) }
+
+func (c simConn) Close() error {
+	err := c.s.Close()
+	select {
+	case <-c.s.Done():
+	case <-time.After(5 * time.Second):
+	}
+	return err
+}
+
+// dialFleet connects one fleet device.
+func dialFleet(ctx context.Context, addr, identity string, psk []byte, timeout time.Duration, pion bool) (fleetConn, error) {
+	if pion {
+		s, err := sim.Dial(ctx, sim.DialOptions{Addr: addr, HandshakeTimeout: timeout,
+			Credential: sim.Credential{PSKIdentity: identity, PSK: psk}})
+		if err != nil {
+			return nil, err
+		}
+		return simConn{s}, nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, err := dtlspsk.Dial(hctx, addr, &dtlspsk.Config{Identity: identity, Key: psk, CipherSuites: leanSuites})
+	if err != nil {
+		return nil, err
+	}
+	return &leanConn{c: c}, nil
 }
 
 // FleetResult is what Fleet measured. Memory and goroutine figures are
@@ -68,6 +128,7 @@ type FleetResult struct {
 	Connected int              `json:"connected"` // sessions established
 	Errors    map[string]int64 `json:"errors,omitempty"`
 	Embedded  bool             `json:"embedded"`
+	Client    string           `json:"client"`   // the devices' DTLS stack
 	Measured  string           `json:"measured"` // "client+server in one process" or "client only"
 
 	// Connect latency per device (handshake), and the whole ramp.
@@ -93,8 +154,8 @@ type FleetResult struct {
 
 // String is a one-line summary.
 func (r FleetResult) String() string {
-	return fmt.Sprintf("fleet: %d/%d connected (%s), connect p50 %s p99 %s, %.1f KiB/device heap+stack, %.1f KiB/device RSS, %.2f goroutines/device",
-		r.Connected, r.Devices, r.Measured, r.ConnectSummary.P50, r.ConnectSummary.P99, r.KiBPerDevice, r.RSSKiBPerDevice, r.GoroutinesPerDevice)
+	return fmt.Sprintf("fleet: %d/%d connected (%s; devices on %s), connect p50 %s p99 %s, %.1f KiB/device heap+stack, %.1f KiB/device RSS, %.2f goroutines/device",
+		r.Connected, r.Devices, r.Measured, r.Client, r.ConnectSummary.P50, r.ConnectSummary.P99, r.KiBPerDevice, r.RSSKiBPerDevice, r.GoroutinesPerDevice)
 }
 
 // Fleet connects this shard's devices over DTLS PSK, at most Concurrency
@@ -172,13 +233,17 @@ func Fleet(ctx context.Context, o FleetOptions) (FleetResult, error) {
 
 	r := FleetResult{Workload: WorkloadFleet, Shard: o.Shard.label(), Devices: count, Embedded: t.embedded || o.Cloud != nil,
 		Connect: NewHistogram()}
+	r.Client = "credloop dtlspsk (no goroutine per device)"
+	if o.PionClient {
+		r.Client = "pion/dtls + go-coap (sim.Dial)"
+	}
 	r.Measured = "client only"
 	if r.Embedded {
 		r.Measured = "client+server in one process"
 	}
 	r.HeapBefore, r.RSSBefore, r.GoroutinesBefore = processFootprint()
 
-	sessions := make([]*sim.Session, count)
+	sessions := make([]fleetConn, count)
 	errs := map[string]int64{}
 	var mu sync.Mutex
 	sem := make(chan struct{}, o.Concurrency)
@@ -195,8 +260,7 @@ func Fleet(ctx context.Context, o FleetOptions) (FleetResult, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			began := time.Now()
-			s, err := sim.Dial(ctx, sim.DialOptions{Addr: t.coaps, HandshakeTimeout: o.HandshakeTimeout,
-				Credential: sim.Credential{PSKIdentity: ident(k), PSK: psks[k]}})
+			s, err := dialFleet(ctx, t.coaps, ident(k), psks[k], o.HandshakeTimeout, o.PionClient)
 			d := time.Since(began)
 			mu.Lock()
 			defer mu.Unlock()
@@ -215,7 +279,7 @@ func Fleet(ctx context.Context, o FleetOptions) (FleetResult, error) {
 		return r, err
 	}
 	if o.Hold > 0 {
-		if err := hold(ctx, sessions, o.Hold, o.Keepalive); err != nil {
+		if err := hold(ctx, sessions, o.Hold, o.Keepalive, errs); err != nil {
 			return r, err
 		}
 	}
@@ -238,7 +302,7 @@ func Fleet(ctx context.Context, o FleetOptions) (FleetResult, error) {
 }
 
 // hold waits d, pinging every session each keepalive (when > 0).
-func hold(ctx context.Context, sessions []*sim.Session, d, keepalive time.Duration) error {
+func hold(ctx context.Context, sessions []fleetConn, d, keepalive time.Duration, errs map[string]int64) error {
 	end := time.NewTimer(d)
 	defer end.Stop()
 	var tick <-chan time.Time
@@ -255,18 +319,21 @@ func hold(ctx context.Context, sessions []*sim.Session, d, keepalive time.Durati
 			return nil
 		case <-tick:
 			for _, s := range sessions {
-				if s != nil {
-					kctx, cancel := context.WithTimeout(ctx, time.Second)
-					_ = s.Keepalive(kctx) // a lost session shows in the figures, not here
-					cancel()
+				if s == nil {
+					continue
 				}
+				kctx, cancel := context.WithTimeout(ctx, time.Second)
+				if err := s.Keepalive(kctx); err != nil && ctx.Err() == nil {
+					errs["keepalive "+DefaultClassify(err)]++
+				}
+				cancel()
 			}
 		}
 	}
 }
 
 // closeSessions closes every session, n at a time.
-func closeSessions(sessions []*sim.Session, n int) {
+func closeSessions(sessions []fleetConn, n int) {
 	sem := make(chan struct{}, n)
 	var wg sync.WaitGroup
 	for _, s := range sessions {
@@ -279,10 +346,6 @@ func closeSessions(sessions []*sim.Session, n int) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			_ = s.Close()
-			select {
-			case <-s.Done():
-			case <-time.After(5 * time.Second):
-			}
 		}()
 	}
 	wg.Wait()

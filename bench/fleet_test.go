@@ -26,9 +26,10 @@ func TestFleet(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		own  bool // pass a Cloud rather than let Fleet embed one
-	}{{"embedded", false}, {"cloud", true}} {
+		pion bool
+	}{{"embedded", false, false}, {"cloud", true, false}, {"pion client", false, true}} {
 		t.Run(tc.name, func(t *testing.T) {
-			o := FleetOptions{Devices: n, Concurrency: 8, Hold: 50 * time.Millisecond, Keepalive: 20 * time.Millisecond}
+			o := FleetOptions{Devices: n, Concurrency: 8, Hold: 50 * time.Millisecond, Keepalive: 20 * time.Millisecond, PionClient: tc.pion}
 			if tc.own {
 				c, err := cloud.New(cloud.Options{HTTPSAddr: "-", MQTTAddr: "-"})
 				if err != nil {

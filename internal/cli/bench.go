@@ -89,6 +89,7 @@ Examples:
   credloop bench sign --duration 5s
   credloop bench dtls-psk --concurrency 64 --duration 10s --json psk.json
   credloop bench dtls-psk --rate 4000 --duration 30s
+  credloop bench dtls-psk --client pion        (devices on pion/dtls, as scenarios)
   credloop bench dtls-psk --target 127.0.0.1:5684 --psk-identity id --psk secret
   credloop bench mqtt-mtls --server-proc --concurrency 16 --duration 10s
   credloop bench fleet --server-proc --devices 2000
@@ -122,6 +123,7 @@ func runBench(ctx context.Context, env *Env) error {
 	pskFlag := fs.String("psk", "", "PSK for --target: text, or hex:... for raw bytes")
 	path := fs.String("path", "", `CoAP path to GET (default "/hello"; "/" with --target)`)
 	mode := fs.String("mode", "jitp", "onboard: jitp (MQTT just-in-time provisioning) or est (EST enrollment over CoAP)")
+	client := fs.String("client", "lean", "dtls-psk and fleet devices' DTLS stack: lean (credloop's own client, no goroutine per device, ~1/20 of pion's allocations) or pion (pion/dtls, as sim and scenarios use)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured window to `FILE` (go tool pprof)")
 	memProfile := fs.String("memprofile", "", "write an allocation profile at the end of the run to `FILE`")
 	name, err := parseWorkload(fs, env.Args)
@@ -137,6 +139,9 @@ func runBench(ctx context.Context, env *Env) error {
 	}
 	if err := load.check(); err != nil {
 		return err
+	}
+	if *client != "lean" && *client != "pion" {
+		return usageErr("--client must be lean or pion, not %q", *client)
 	}
 	var shard bench.Shard
 	if *shardFlag != "" {
@@ -189,7 +194,7 @@ func runBench(ctx context.Context, env *Env) error {
 	}
 
 	if name == bench.WorkloadFleet {
-		return benchFleet(ctx, env, *load.devices, *load.conc, shard, *target, *load.jsonOut, *serverProc)
+		return benchFleet(ctx, env, *load.devices, *load.conc, shard, *target, *load.jsonOut, *serverProc, *client == "pion")
 	}
 
 	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**load.ceilTime)
@@ -198,7 +203,8 @@ func runBench(ctx context.Context, env *Env) error {
 		return err
 	}
 
-	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *load.devices, Shard: shard, OnboardMode: *mode}
+	wo := bench.WorkloadOptions{Target: *target, PSKIdentity: *pskID, PSK: psk, Path: *path, Devices: *load.devices, Shard: shard, OnboardMode: *mode,
+		PionClient: *client == "pion"}
 	var serverCPU func() (time.Duration, error)
 	switch {
 	case *serverProc:
@@ -507,8 +513,8 @@ histograms merge exactly, counts, CPU and rates add.`)
 // goroutines per idle device (client and server in one process when the
 // cloud is embedded; with serverProc the server's memory comes from its
 // own process).
-func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard bench.Shard, target, jsonOut string, serverProc bool) error {
-	o := bench.FleetOptions{Devices: devices, Concurrency: concurrency, Shard: shard, Target: target}
+func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard bench.Shard, target, jsonOut string, serverProc, pion bool) error {
+	o := bench.FleetOptions{Devices: devices, Concurrency: concurrency, Shard: shard, Target: target, PionClient: pion}
 	var (
 		sp  *bench.ServerProc
 		mem serverMemory

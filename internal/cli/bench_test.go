@@ -37,6 +37,18 @@ func TestBench(t *testing.T) {
 		}
 	}
 
+	// The same workload on pion's client: same checks.
+	p := filepath.Join(dir, "p.json")
+	mustCLI(t, append([]string{"bench", "dtls-psk", "--client", "pion", "--concurrency", "2", "--json", p}, short...)...)
+	if fh, err := os.Open(p); err != nil {
+		t.Fatal(err)
+	} else if res, err := bench.ReadJSON(fh); err != nil || res.Ops == 0 || res.ErrorCount() != 0 {
+		fh.Close()
+		t.Fatalf("pion client: %v, %+v", err, res)
+	} else {
+		fh.Close()
+	}
+
 	r = mustCLI(t, "bench", "compare", a, b)
 	if !strings.Contains(r.stdout, "throughput") {
 		t.Errorf("compare:\n%s", r.stdout)
@@ -76,6 +88,7 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "sign", "--duration", "0s"},
 		{"bench", "sign", "--shard", "2/2"},
 		{"bench", "dtls-psk", "--psk-identity", "x"},
+		{"bench", "dtls-psk", "--client", "openssl"},
 		{"bench", "compare", "a.json"},
 		{"bench", "merge", "a.json"},
 		{"bench", "merge", "-o", "x.json"},

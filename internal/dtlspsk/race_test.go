@@ -1,0 +1,5 @@
+//go:build race
+
+package dtlspsk
+
+const raceEnabled = true
