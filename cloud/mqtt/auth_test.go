@@ -54,11 +54,12 @@ func TestActiveCertificateConnects(t *testing.T) {
 			if ev.Outcome != registry.OutcomeOK || ev.Reason != "session established" || ev.Project != "acme" || ev.Credential != fakeca.Fingerprint(id.cert.Raw) {
 				t.Fatalf("auth event = %+v", ev)
 			}
-			i := slices.IndexFunc(e.srv.Sessions(), func(p Peer) bool { return p.Device == tc.device })
+			sessions := e.srv.Sessions() // one snapshot: its order is a map's
+			i := slices.IndexFunc(sessions, func(p Peer) bool { return p.Device == tc.device })
 			if i < 0 {
-				t.Fatalf("no session of %s in %+v", tc.device, e.srv.Sessions())
+				t.Fatalf("no session of %s in %+v", tc.device, sessions)
 			}
-			if p := e.srv.Sessions()[i]; p.Role != RoleDevice || p.ClientID != "client-"+tc.device || p.CredentialID == 0 {
+			if p := sessions[i]; p.Role != RoleDevice || p.ClientID != "client-"+tc.device || p.CredentialID == 0 {
 				t.Fatalf("peer = %+v", p)
 			}
 			c.Disconnect(0)

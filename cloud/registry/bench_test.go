@@ -92,3 +92,21 @@ func openBench(b *testing.B) *Registry {
 	b.Cleanup(func() { r.Close() })
 	return r
 }
+
+// BenchmarkRecordParallel records from many goroutines at once, as
+// concurrent handshakes do: writes share transactions (group commit).
+func BenchmarkRecordParallel(b *testing.B) {
+	r := openBench(b)
+	ctx := context.Background()
+	e := Event{Project: "p", Device: "dev-0001", Credential: "dev-0001@p", Kind: "auth.psk", Outcome: "ok", Reason: "session established"}
+	b.ReportAllocs()
+	b.SetParallelism(16)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := r.Record(ctx, e); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -141,7 +141,10 @@ func (r *Registry) TouchDevice(ctx context.Context, project, id string, t time.T
 	if err := r.check(); err != nil {
 		return err
 	}
-	if err := mustAffect(r.stTouch.ExecContext(ctx, dbTime(t), project, id)); err != nil {
+	err := r.batched(ctx, func(in inBatch) error {
+		return mustAffect(in(r.stTouch).Exec(dbTime(t), project, id))
+	})
+	if err != nil {
 		return fmt.Errorf("touch device %s/%s: %w", project, id, err)
 	}
 	return nil

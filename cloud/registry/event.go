@@ -49,14 +49,17 @@ func (r *Registry) Record(ctx context.Context, e Event) (Event, error) {
 	if err := r.check(); err != nil {
 		return Event{}, err
 	}
-	res, err := r.stRecord.ExecContext(ctx, dbTime(e.Time), e.Project, e.Device, e.Credential, e.Kind, e.Outcome, e.Reason)
+	err := r.batched(ctx, func(in inBatch) error {
+		res, err := in(r.stRecord).Exec(dbTime(e.Time), e.Project, e.Device, e.Credential, e.Kind, e.Outcome, e.Reason)
+		if err != nil {
+			return err
+		}
+		e.Seq, err = res.LastInsertId()
+		return err
+	})
 	if err != nil {
 		return Event{}, fmt.Errorf("record event %s: %w", e.Kind, err)
 	}
-	if e.Seq, err = res.LastInsertId(); err != nil {
-		return Event{}, fmt.Errorf("record event %s: %w", e.Kind, err)
-	}
-	r.broadcast()
 	return e, nil
 }
 

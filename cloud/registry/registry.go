@@ -92,6 +92,10 @@ type Registry struct {
 	stCred    *sql.Stmt
 	stLastSeq *sql.Stmt
 
+	bmu      sync.Mutex
+	pending  []*batchOp // batched writes waiting for a transaction
+	flushing bool       // a goroutine is writing the pending batches
+
 	mu      sync.Mutex
 	eventCh chan struct{} // closed and replaced on every in-process event
 	poll    time.Duration // WaitEvent's re-query interval

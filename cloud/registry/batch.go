@@ -1,0 +1,126 @@
+package registry
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// Group commit for the writes every authentication makes (its event and
+// the device's last-seen time): concurrent callers are written in one
+// transaction, so thousands of handshakes a second cost one commit per
+// batch instead of two per handshake. Each caller still returns only once
+// its write is committed, with its own result, so nothing a caller could
+// observe changes.
+
+// batchTimeout bounds one batch's transaction (callers' contexts are not
+// used for it: one caller giving up must not fail the others).
+const batchTimeout = 30 * time.Second
+
+// maxBatch bounds the writes of one transaction.
+const maxBatch = 256
+
+// inBatch gives the statement to use in a batch: st itself for a batch
+// of one (SQLite commits it alone), or st bound to the batch's transaction.
+type inBatch func(st *sql.Stmt) *sql.Stmt
+
+type batchOp struct {
+	run  func(in inBatch) error // one statement; an error leaves the rest of the batch alone
+	err  error
+	done chan struct{}
+}
+
+// batched runs op in a transaction shared with the batched writes of
+// other goroutines and returns its error once the transaction committed.
+// The caller that finds no batch in flight writes the pending batches
+// until its own is written (a goroutine writes the rest); the others wait
+// for theirs.
+func (r *Registry) batched(ctx context.Context, run func(in inBatch) error) error {
+	if err := r.check(); err != nil {
+		return err
+	}
+	op := &batchOp{run: run, done: make(chan struct{})}
+	r.bmu.Lock()
+	r.pending = append(r.pending, op)
+	if r.flushing {
+		r.bmu.Unlock()
+		select {
+		case <-op.done:
+			return op.err
+		case <-ctx.Done():
+			// The write may still happen; the caller stops waiting.
+			return ctx.Err()
+		}
+	}
+	r.flushing = true
+	r.bmu.Unlock()
+	r.drain(op.done)
+	<-op.done
+	return op.err
+}
+
+// drain writes pending batches until none is left, or, when mine is not
+// nil, until it is closed: then a goroutine takes over the rest, so that
+// the caller who led is not held by a stream of later writers.
+func (r *Registry) drain(mine chan struct{}) {
+	for {
+		r.bmu.Lock()
+		n := min(len(r.pending), maxBatch)
+		if n == 0 {
+			r.pending = nil
+			r.flushing = false
+			r.bmu.Unlock()
+			return
+		}
+		if mine != nil {
+			select {
+			case <-mine:
+				r.bmu.Unlock()
+				go r.drain(nil)
+				return
+			default:
+			}
+		}
+		ops := r.pending[:n:n]
+		r.pending = r.pending[n:]
+		r.bmu.Unlock()
+		r.flush(ops)
+	}
+}
+
+// flush writes ops in one transaction and tells each its result.
+func (r *Registry) flush(ops []*batchOp) {
+	err := r.check()
+	switch {
+	case err != nil:
+	case len(ops) == 1:
+		// Alone: a statement outside a transaction commits by itself,
+		// without the round trips of BEGIN and COMMIT.
+		ops[0].err = ops[0].run(func(st *sql.Stmt) *sql.Stmt { return st })
+	default:
+		ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
+		defer cancel()
+		var tx *sql.Tx
+		if tx, err = r.w.BeginTx(ctx, nil); err != nil {
+			break
+		}
+		for _, op := range ops {
+			// A statement that fails is rolled back alone (SQLite's ON
+			// CONFLICT ABORT); the transaction goes on.
+			op.err = op.run(tx.Stmt)
+		}
+		err = tx.Commit()
+	}
+	wrote := false
+	for _, op := range ops {
+		if err != nil {
+			op.err = err
+		} else if op.err == nil {
+			wrote = true
+		}
+		close(op.done)
+	}
+	if wrote {
+		r.broadcast()
+	}
+}
