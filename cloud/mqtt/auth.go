@@ -364,7 +364,7 @@ func (s *Server) revalidate(ctx context.Context, p Peer) string {
 	}
 	if p.CA != "" {
 		if ca, err := s.reg.CARegistrationByID(ctx, p.CA); err == nil && !ca.Active {
-			return "CA registration INACTIVE"
+			return "issuing CA registration INACTIVE (deactivated or revoked)"
 		} else if errors.Is(err, registry.ErrNotFound) {
 			return "CA no longer registered"
 		}

@@ -61,7 +61,7 @@ func TestBenchServerProc(t *testing.T) {
 	// fleet reports the child's memory.
 	fleetOut := filepath.Join(dir, "fleet.json")
 	r = mustCLI(t, "bench", "fleet", "--server-proc", "--devices", "6", "--concurrency", "3", "--json", fleetOut)
-	if !strings.Contains(r.stdout, "6/6 connected (client only)") || !strings.Contains(r.stdout, "server process: VmRSS") {
+	if !strings.Contains(r.stdout, "6/6 connected (client only;") || !strings.Contains(r.stdout, "server process: VmRSS") {
 		t.Fatalf("fleet stdout:\n%s", r.stdout)
 	}
 	b, err := os.ReadFile(fleetOut)
