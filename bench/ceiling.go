@@ -10,9 +10,11 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"fmt"
 	"math/big"
 	"runtime"
+	"sync"
 	"time"
 )
 
@@ -46,14 +48,20 @@ type Ceilings struct {
 	// core: 1 / (1/ECDSAP256Verify + 1/Issue). PERFORMANCE.md measures 5.2k/s
 	// for parse + check + create, of which parsing is a few µs.
 	CSRIssue float64 `json:"csr_issue"`
+	// CSRIssueAllCores is the same issuance (verify + CreateCertificate)
+	// measured on Cores goroutines at once: what the machine gives when
+	// every core issues, shared caches, SMT siblings and clock included,
+	// rather than CSRIssue × Cores.
+	CSRIssueAllCores float64 `json:"csr_issue_all_cores,omitempty"`
 }
 
 // UDPDatagramCost is the cost of one UDP loopback datagram (send +
 // receive) used by the PSK handshake ceiling, from PERFORMANCE.md.
 const UDPDatagramCost = 5 * time.Microsecond
 
-// MeasureCeilings runs each crypto operation on one goroutine for d and
-// returns the rates and the derived ceilings. It takes about 6 × d.
+// MeasureCeilings runs each crypto operation on one goroutine for d, and
+// CSR issuance on every core at once for d, and returns the rates and the
+// derived ceilings. It takes about 7 × d.
 func MeasureCeilings(ctx context.Context, d time.Duration) (Ceilings, error) {
 	if d <= 0 {
 		return Ceilings{}, fmt.Errorf("%w: ceiling duration must be > 0", ErrOptions)
@@ -123,6 +131,33 @@ func MeasureCeilings(ctx context.Context, d time.Duration) (Ceilings, error) {
 		*s.dst = r
 	}
 	c.Cores = runtime.GOMAXPROCS(0)
+	r, err := parallelOpsPerSecond(ctx, d, c.Cores, func() (func() error, error) {
+		ca, caCert, subject, err := ceilingCA()
+		if err != nil {
+			return nil, err
+		}
+		var serial int64
+		return func() error {
+			if !ecdsa.VerifyASN1(&sig.PublicKey, digest[:], signature) {
+				return fmt.Errorf("bench: ceiling verify failed")
+			}
+			serial++
+			tmpl := &x509.Certificate{
+				SerialNumber: big.NewInt(serial),
+				Subject:      pkix.Name{CommonName: "ceiling-device"},
+				NotBefore:    caCert.NotBefore,
+				NotAfter:     caCert.NotAfter,
+				KeyUsage:     x509.KeyUsageDigitalSignature,
+				ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+			}
+			_, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, subject, ca)
+			return err
+		}, nil
+	})
+	if err != nil {
+		return Ceilings{}, err
+	}
+	c.CSRIssueAllCores = r
 	c.derive()
 	return c, nil
 }
@@ -170,6 +205,38 @@ func opsPerSecond(ctx context.Context, d time.Duration, op func() error) (float6
 			return float64(n) / el.Seconds(), nil
 		}
 	}
+}
+
+// parallelOpsPerSecond runs n goroutines, each with its own op from
+// mk, for at least d and returns their summed rate.
+func parallelOpsPerSecond(ctx context.Context, d time.Duration, n int, mk func() (func() error, error)) (float64, error) {
+	ops := make([]func() error, max(n, 1))
+	for i := range ops {
+		op, err := mk()
+		if err != nil {
+			return 0, err
+		}
+		ops[i] = op
+	}
+	rates := make([]float64, len(ops))
+	errs := make([]error, len(ops))
+	var wg sync.WaitGroup
+	for i, op := range ops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rates[i], errs[i] = opsPerSecond(ctx, d, op)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, r := range rates {
+		sum += r
+	}
+	return sum, nil
 }
 
 // ceilingCA returns a P-256 CA key and certificate and a subject public key.

@@ -261,7 +261,7 @@ func Onboard(ctx context.Context, o OnboardOptions) (*Workload, error) {
 		w.CeilingName = "mutual_handshake / 2"
 		w.Ceiling = func(c Ceilings) float64 { return c.MutualHandshake / 2 }
 	} else {
-		w.CeilingName = "csr_issue x cores"
+		w.CeilingName = "csr_issue, all cores"
 		w.Ceiling = csrIssueCores
 	}
 	return w, nil

@@ -115,7 +115,7 @@ func benchSideBySide(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 
-	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 6**load.ceilTime)
+	fmt.Fprintf(env.Stderr, "measuring crypto ceilings (%s)...\n", 7**load.ceilTime)
 	ceilings, err := bench.MeasureCeilings(ctx, *load.ceilTime)
 	if err != nil {
 		return err
