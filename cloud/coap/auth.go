@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/dtls/v3"
 
@@ -58,8 +59,9 @@ type handshakeState struct {
 	credID     int64
 	reason     string // set by a callback that rejected the peer
 	chain      []*x509.Certificate
-	newDevice  bool // certificate of a device the registry does not know yet
-	newCert    bool // certificate not yet registered
+	newDevice  bool      // certificate of a device the registry does not know yet
+	newCert    bool      // certificate not yet registered
+	lastSeen   time.Time // the device's LastSeen when the registry was read
 
 	decryptOnce   sync.Once
 	decryptFailed chan struct{}
@@ -165,7 +167,7 @@ func (hs *handshakeState) psk(identity []byte) ([]byte, error) {
 		return nil, hs.reject("registry unavailable")
 	}
 	hs.mu.Lock()
-	hs.project, hs.device, hs.credID = device.Project, device.ID, cred.ID
+	hs.project, hs.device, hs.credID, hs.lastSeen = device.Project, device.ID, cred.ID, device.LastSeen
 	hs.mu.Unlock()
 	if device.Disabled {
 		return nil, hs.reject("device disabled")
@@ -337,11 +339,19 @@ func (s *Server) admit(ctx context.Context, hs *handshakeState) (Peer, error) {
 			}
 		}
 	}
-	_ = s.reg.TouchDevice(ctx, p.Project, p.Device, s.now())
+	// Last seen is kept to the second: a device seen less than a second
+	// ago (known from the PSK lookup) is not written again.
+	if now := s.now(); hs.lastSeen.IsZero() || now.Sub(hs.lastSeen) >= lastSeenResolution || now.Before(hs.lastSeen) {
+		_ = s.reg.TouchDevice(ctx, p.Project, p.Device, now)
+	}
 	s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: kind, Outcome: "ok", Reason: "session established"})
 	s.log.Info("session established", "project", p.Project, "device", p.Device, "method", p.Method, "credential", p.Credential)
 	return p, nil
 }
+
+// lastSeenResolution is how precisely the endpoint keeps a device's last
+// seen time.
+const lastSeenResolution = time.Second
 
 func verifyReason(err error) string {
 	var inv x509.CertificateInvalidError

@@ -32,59 +32,98 @@ type batchOp struct {
 
 // batched runs op in a transaction shared with the batched writes of
 // other goroutines and returns its error once the transaction committed.
-// The caller that finds no batch in flight writes the pending batches
-// until its own is written (a goroutine writes the rest); the others wait
-// for theirs.
+// The batches are written by one long-lived goroutine, started on first
+// use and ended by Close: SQLite's deep frames grow its stack once,
+// instead of the stack of every short-lived handshake goroutine.
 func (r *Registry) batched(ctx context.Context, run func(in inBatch) error) error {
 	if err := r.check(); err != nil {
 		return err
 	}
 	op := &batchOp{run: run, done: make(chan struct{})}
 	r.bmu.Lock()
-	r.pending = append(r.pending, op)
-	if r.flushing {
+	if r.closedBatch {
 		r.bmu.Unlock()
+		return ErrClosed
+	}
+	r.pending = append(r.pending, op)
+	if !r.flushing {
+		r.flushing = true
+		r.writers.Add(1)
+		go r.writer()
+	} else if len(r.pending) == 1 {
 		select {
-		case <-op.done:
-			return op.err
-		case <-ctx.Done():
-			// The write may still happen; the caller stops waiting.
-			return ctx.Err()
+		case r.wake <- struct{}{}:
+		default:
 		}
 	}
-	r.flushing = true
 	r.bmu.Unlock()
-	r.drain(op.done)
-	<-op.done
-	return op.err
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+		// The write may still happen; the caller stops waiting.
+		return ctx.Err()
+	}
 }
 
-// drain writes pending batches until none is left, or, when mine is not
-// nil, until it is closed: then a goroutine takes over the rest, so that
-// the caller who led is not held by a stream of later writers.
-func (r *Registry) drain(mine chan struct{}) {
+// writerIdle is how long the batch writer waits for more work before it
+// ends (the next write starts it again).
+const writerIdle = 5 * time.Second
+
+// writer writes pending batches until it has been idle for writerIdle or
+// the registry closes.
+func (r *Registry) writer() {
+	defer r.writers.Done()
+	idle := time.NewTimer(writerIdle)
+	defer idle.Stop()
 	for {
 		r.bmu.Lock()
 		n := min(len(r.pending), maxBatch)
+		ops := r.pending[:n:n]
+		r.pending = r.pending[n:]
 		if n == 0 {
 			r.pending = nil
-			r.flushing = false
-			r.bmu.Unlock()
-			return
 		}
-		if mine != nil {
+		r.bmu.Unlock()
+		if n > 0 {
+			r.flush(ops)
+			continue
+		}
+		if !idle.Stop() {
 			select {
-			case <-mine:
-				r.bmu.Unlock()
-				go r.drain(nil)
-				return
+			case <-idle.C:
 			default:
 			}
 		}
-		ops := r.pending[:n:n]
-		r.pending = r.pending[n:]
-		r.bmu.Unlock()
-		r.flush(ops)
+		idle.Reset(writerIdle)
+		select {
+		case <-r.wake:
+		case <-r.done:
+			r.endWriter()
+			return
+		case <-idle.C:
+			r.bmu.Lock()
+			if len(r.pending) == 0 {
+				r.flushing = false
+				r.bmu.Unlock()
+				return
+			}
+			r.bmu.Unlock()
+		}
+	}
+}
+
+// endWriter fails what is still pending when the registry closes.
+func (r *Registry) endWriter() {
+	r.bmu.Lock()
+	ops := r.pending
+	r.pending = nil
+	r.flushing = false
+	r.closedBatch = true
+	r.bmu.Unlock()
+	for _, op := range ops {
+		op.err = ErrClosed
+		close(op.done)
 	}
 }
 

@@ -92,9 +92,12 @@ type Registry struct {
 	stCred    *sql.Stmt
 	stLastSeq *sql.Stmt
 
-	bmu      sync.Mutex
-	pending  []*batchOp // batched writes waiting for a transaction
-	flushing bool       // a goroutine is writing the pending batches
+	bmu         sync.Mutex
+	pending     []*batchOp     // batched writes waiting for a transaction
+	flushing    bool           // the writer goroutine runs
+	closedBatch bool           // Close ended the writer: batched writes fail
+	wake        chan struct{}  // tells an idle writer there is work
+	writers     sync.WaitGroup // the writer goroutine, for Close
 
 	mu      sync.Mutex
 	eventCh chan struct{} // closed and replaced on every in-process event
@@ -120,6 +123,7 @@ func Open(path string, opts Options) (*Registry, error) {
 		rand:    opts.Rand,
 		path:    path,
 		eventCh: make(chan struct{}),
+		wake:    make(chan struct{}, 1),
 		poll:    pollInterval,
 		done:    make(chan struct{}),
 	}
@@ -197,6 +201,7 @@ func (r *Registry) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
 		close(r.done)
+		r.writers.Wait() // the batch writer ends on done
 		r.closeErr = r.closeDBs()
 	})
 	return r.closeErr
