@@ -65,6 +65,12 @@ func newListener(srv *Server, addr string) (*listener, error) {
 	}
 	lc := udp.ListenConfig{
 		Backlog: 2048,
+		// Every device's datagrams arrive on this one socket: a burst of
+		// handshakes overflows the default receive buffer (~208 KiB), and
+		// each dropped datagram costs its handshake a 1 s retransmission.
+		// The kernel caps these at net.core.rmem_max / wmem_max.
+		ReadBufferSize:  4 << 20,
+		WriteBufferSize: 1 << 20,
 		// Only a DTLS handshake record may create a new association; stray
 		// datagrams from unknown peers are dropped before any work is done.
 		AcceptFilter: func(packet []byte) bool {
