@@ -310,7 +310,7 @@ type target struct {
 	close       func()
 }
 
-// tlsConfig is a device's TLS configuration: TLS 1.2 and P-256 first, as
+// tlsConfig is a device's TLS configuration: TLS 1.2 and P-256, as
 // device stacks speak them; the server's chain verified against roots,
 // or, once pinServer has run, its certificate pinned.
 func (t *target) tlsConfig(cert tls.Certificate) *tls.Config {
@@ -321,7 +321,7 @@ func (t *target) tlsConfig(cert tls.Certificate) *tls.Config {
 		InsecureSkipVerify: t.roots == nil,
 		MinVersion:         tls.VersionTLS12,
 		MaxVersion:         tls.VersionTLS12,
-		CurvePreferences:   []tls.CurveID{tls.CurveP256, tls.X25519, tls.CurveP384},
+		CurvePreferences:   []tls.CurveID{tls.CurveP256}, // what P-256 accelerators (CC310, ATECC608) give devices
 	}
 	if pin := t.pin; pin != nil {
 		cfg.RootCAs, cfg.InsecureSkipVerify = nil, true

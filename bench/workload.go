@@ -599,8 +599,9 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 				InsecureSkipVerify: roots == nil,
 				// TLS 1.2, what device TLS stacks (mbedTLS, WolfSSL, the
 				// CC3220 network processor) speak to AWS IoT today.
-				MinVersion: tls.VersionTLS12,
-				MaxVersion: tls.VersionTLS12,
+				MinVersion:       tls.VersionTLS12,
+				MaxVersion:       tls.VersionTLS12,
+				CurvePreferences: []tls.CurveID{tls.CurveP256}, // what P-256 accelerators (CC310, ATECC608) give devices
 			},
 			connect: mqttConnectPkt(dev, 60),
 		}

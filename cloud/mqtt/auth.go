@@ -58,6 +58,22 @@ func (s *Server) tlsConfig(hs *handshake) *tls.Config {
 	}
 }
 
+// caCert parses a registered CA's certificate once: its ID is the
+// fingerprint of its DER, so the parse of an ID never changes.
+func (s *Server) caCert(ca registry.CARegistration) (*x509.Certificate, error) {
+	if c, ok := s.caCerts.Load(ca.ID); ok {
+		return c.(*x509.Certificate), nil
+	}
+	c, err := x509.ParseCertificate(ca.DER)
+	if err != nil {
+		return nil, err
+	}
+	if fakeca.Fingerprint(c.Raw) == ca.ID {
+		s.caCerts.Store(ca.ID, c)
+	}
+	return c, nil
+}
+
 func (hs *handshake) reject(reason string) error {
 	hs.mu.Lock()
 	hs.reason = reason
@@ -196,15 +212,18 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 		pool = append(pool, iss.Cert)
 	}
 	for _, ca := range cas {
-		c, err := x509.ParseCertificate(ca.DER)
+		c, err := srv.caCert(ca)
 		if err != nil {
 			continue
 		}
-		pool = append(pool, c) // chain-building candidates: devices often send only the leaf
 		if ca.Active {
+			// A trust anchor: chains end here. (Listing it among the
+			// intermediates as well would make chain building check the
+			// leaf's signature against it twice.)
 			active[ca.ID] = ca
 			roots = append(roots, c)
 		} else {
+			pool = append(pool, c) // chain-building candidates: devices often send only the leaf
 			inactive = append(inactive, c)
 		}
 	}

@@ -123,6 +123,7 @@ type Server struct {
 	// visible to them needs no second look at the registry.
 	checks   atomic.Uint64
 	verifier fakeca.Verifier // client chains, remembering verified intermediates
+	caCerts  sync.Map        // CA registration ID -> parsed *x509.Certificate
 	// testAfterVerify, when set, runs after a connection's checks and
 	// before its session becomes visible (tests race revocations there).
 	testAfterVerify atomic.Pointer[func()]

@@ -159,10 +159,36 @@ func (r *Registry) CARegistrationByID(ctx context.Context, id string) (CARegistr
 	return c, nil
 }
 
+// qAllCAs selects every CA registration; ofProject adds WHERE and ORDER BY.
+const qAllCAs = `SELECT ` + caRegColumns + ` FROM ca_registrations`
+
+// stmtQuerier runs a prepared statement where a querier is wanted; the
+// query text is the statement's own.
+type stmtQuerier struct{ st *sql.Stmt }
+
+func (q stmtQuerier) QueryContext(ctx context.Context, _ string, args ...any) (*sql.Rows, error) {
+	return q.st.QueryContext(ctx, args...)
+}
+
+func (q stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any) *sql.Row {
+	return q.st.QueryRowContext(ctx, args...)
+}
+
 // CARegistrations returns the CA registrations of a project ("" for all
 // projects), ordered by project, then oldest first.
 func (r *Registry) CARegistrations(ctx context.Context, project string) ([]CARegistration, error) {
-	return ofProject(ctx, r, "CA registrations", scanCAReg, `SELECT `+caRegColumns+` FROM ca_registrations`, `project, created, id`, project)
+	if project == "" {
+		// Every MQTT handshake asks for all of them: a prepared statement.
+		if err := r.check(); err != nil {
+			return nil, err
+		}
+		out, err := queryAll(ctx, stmtQuerier{r.stAllCAs}, scanCAReg, "")
+		if err != nil {
+			return nil, fmt.Errorf("CA registrations: %w", err)
+		}
+		return out, nil
+	}
+	return ofProject(ctx, r, "CA registrations", scanCAReg, qAllCAs, `project, created, id`, project)
 }
 
 // SetCAActive activates or deactivates a CA registration (AWS

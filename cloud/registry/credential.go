@@ -249,6 +249,16 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 	}
 	fp := Fingerprint(cert.Raw)
 	serial := fmt.Sprintf("%x", cert.SerialNumber)
+	// The issuer is looked for (a signature check per candidate) before
+	// the write transaction, which holds the registry's one writer: a root
+	// trusted meanwhile fills it in later (backfillIssuer).
+	if err := r.check(); err != nil {
+		return Credential{}, err
+	}
+	issuerFP, err := issuerFromRoots(ctx, r.rd, project, cert)
+	if err != nil {
+		return Credential{}, fmt.Errorf("add certificate %.8s to %s/%s: %w", fp, project, device, err)
+	}
 	var c Credential
 	err = r.write(ctx, func(tx *sql.Tx) error {
 		if device == "" {
@@ -262,10 +272,6 @@ func (r *Registry) AddCertificate(ctx context.Context, project, device string, d
 			return err
 		} else if ok {
 			return ErrExists
-		}
-		issuerFP, err := issuerFromRoots(ctx, tx, project, cert)
-		if err != nil {
-			return err
 		}
 		if issuerFP != "" && state != StateRevoked {
 			if revoked, err := exists(ctx, tx, `SELECT 1 FROM revocations WHERE issuer_fp = ? AND serial = ?`, issuerFP, serial); err != nil {
@@ -304,12 +310,12 @@ func insertCred(ctx context.Context, tx *sql.Tx, insert string, args ...any) (Cr
 
 // issuerFromRoots returns the fingerprint of the project's trusted root
 // or registered CA (see RegisterCA) that signed cert, or "".
-func issuerFromRoots(ctx context.Context, tx *sql.Tx, project string, cert *x509.Certificate) (string, error) {
+func issuerFromRoots(ctx context.Context, q querier, project string, cert *x509.Certificate) (string, error) {
 	type cand struct {
 		fp  string
 		der []byte
 	}
-	cands, err := queryAll(ctx, tx, func(s rowScanner) (cand, error) {
+	cands, err := queryAll(ctx, q, func(s rowScanner) (cand, error) {
 		var c cand
 		return c, s.Scan(&c.fp, &c.der)
 	}, `SELECT fingerprint, der FROM trusted_roots WHERE project = ?

@@ -91,6 +91,7 @@ type Registry struct {
 	stDevice  *sql.Stmt
 	stCred    *sql.Stmt
 	stLastSeq *sql.Stmt
+	stAllCAs  *sql.Stmt
 
 	bmu         sync.Mutex
 	pending     []*batchOp     // batched writes waiting for a transaction
@@ -209,7 +210,7 @@ func (r *Registry) Close() error {
 
 func (r *Registry) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked, r.stDevice, r.stCred, r.stLastSeq} {
+	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked, r.stDevice, r.stCred, r.stLastSeq, r.stAllCAs} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

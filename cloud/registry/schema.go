@@ -228,6 +228,7 @@ func (r *Registry) prepare(ctx context.Context) error {
 	r.stDevice = prep(r.rd, qDevice)
 	r.stCred = prep(r.rd, qCredential)
 	r.stLastSeq = prep(r.rd, `SELECT COALESCE(MAX(seq), 0) FROM events`)
+	r.stAllCAs = prep(r.rd, qAllCAs+` ORDER BY project, created, id`)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}
