@@ -185,8 +185,9 @@ type Conn struct {
 	state State
 
 	rmu     sync.Mutex
-	rbufArr *[ReceiveBufferSize]byte
+	rbufArr *[ReceiveBufferSize]byte // held only while reading or while pending holds records
 	rbuf    []byte
+	rclosed bool   // Close ran: Read returns net.ErrClosed
 	pending []byte // records left in the last datagram read
 	rerr    error  // sticky: close_notify or a fatal alert
 	rd      cipherState
@@ -253,12 +254,25 @@ func Client(ctx context.Context, nc net.Conn, cfg *Config) (*Conn, error) {
 		}
 	}
 	hs.release()
+	// Between reads an idle connection holds no receive buffer: a fleet
+	// of idle devices costs a socket and keys each, not 8 KiB more.
+	c.pending, c.rbuf = nil, nil
+	recvBufs.Put(c.rbufArr)
+	c.rbufArr = nil
 	if err != nil {
-		c.pending, c.rbuf = nil, nil
-		recvBufs.Put(c.rbufArr)
 		return nil, err
 	}
 	return c, nil
+}
+
+// releaseIdle returns the receive buffer to the pool once no record of
+// the last datagram is left (rmu held).
+func (c *Conn) releaseIdle() {
+	if len(c.pending) == 0 && c.rbufArr != nil {
+		c.pending, c.rbuf = nil, nil
+		recvBufs.Put(c.rbufArr)
+		c.rbufArr = nil
+	}
 }
 
 // appendRecord appends one record of prefix || p in epoch (0 plaintext, 1
@@ -299,13 +313,18 @@ func (c *Conn) State() State { return c.state }
 func (c *Conn) Read(b []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	defer c.releaseIdle() // after the plaintext (in the buffer) was copied out
 	for {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
 		if len(c.pending) == 0 {
-			if c.rbuf == nil {
+			if c.rclosed {
 				return 0, net.ErrClosed
+			}
+			if c.rbufArr == nil {
+				c.rbufArr = recvBufs.Get().(*[ReceiveBufferSize]byte)
+				c.rbuf = c.rbufArr[:]
 			}
 			n, err := c.nc.Read(c.rbuf)
 			if err != nil {
@@ -388,6 +407,7 @@ func (c *Conn) Close() error {
 		// The socket is closed, so a blocked Read has returned; the buffer
 		// can go back to the pool.
 		c.rmu.Lock()
+		c.rclosed = true
 		c.pending, c.rbuf = nil, nil
 		if c.rbufArr != nil {
 			recvBufs.Put(c.rbufArr)
