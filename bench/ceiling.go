@@ -93,7 +93,6 @@ func MeasureCeilings(ctx context.Context, d time.Duration) (Ceilings, error) {
 	_, _ = rand.Read(psk)
 	_, _ = rand.Read(cr[:])
 	_, _ = rand.Read(sr[:])
-	var serial int64
 
 	steps := []struct {
 		dst *float64
@@ -109,19 +108,7 @@ func MeasureCeilings(ctx context.Context, d time.Duration) (Ceilings, error) {
 		{&c.ECDHP256, func() error { _, err := ours.ECDH(peer.PublicKey()); return err }},
 		{&c.ECDHP256KeyGen, func() error { _, err := ecdh.P256().GenerateKey(rand.Reader); return err }},
 		{&c.PSKKeySchedule, func() error { pskKeySchedule(psk, cr[:], sr[:]); return nil }},
-		{&c.Issue, func() error {
-			serial++
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(serial),
-				Subject:      pkix.Name{CommonName: "ceiling-device"},
-				NotBefore:    caCert.NotBefore,
-				NotAfter:     caCert.NotAfter,
-				KeyUsage:     x509.KeyUsageDigitalSignature,
-				ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			}
-			_, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, subject, ca)
-			return err
-		}},
+		{&c.Issue, issuer(ca, caCert, subject)},
 	}
 	for _, s := range steps {
 		r, err := opsPerSecond(ctx, d, s.op)
@@ -136,22 +123,12 @@ func MeasureCeilings(ctx context.Context, d time.Duration) (Ceilings, error) {
 		if err != nil {
 			return nil, err
 		}
-		var serial int64
+		issue := issuer(ca, caCert, subject)
 		return func() error {
 			if !ecdsa.VerifyASN1(&sig.PublicKey, digest[:], signature) {
 				return fmt.Errorf("bench: ceiling verify failed")
 			}
-			serial++
-			tmpl := &x509.Certificate{
-				SerialNumber: big.NewInt(serial),
-				Subject:      pkix.Name{CommonName: "ceiling-device"},
-				NotBefore:    caCert.NotBefore,
-				NotAfter:     caCert.NotAfter,
-				KeyUsage:     x509.KeyUsageDigitalSignature,
-				ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-			}
-			_, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, subject, ca)
-			return err
+			return issue()
 		}, nil
 	})
 	if err != nil {
@@ -237,6 +214,26 @@ func parallelOpsPerSecond(ctx context.Context, d time.Duration, n int, mk func()
 		sum += r
 	}
 	return sum, nil
+}
+
+// issuer returns an operation that issues one client certificate for
+// subject from the CA (each call a new serial), as the Issue ceiling and
+// the all-core CSR ceiling measure it.
+func issuer(ca *ecdsa.PrivateKey, caCert *x509.Certificate, subject *ecdsa.PublicKey) func() error {
+	var serial int64
+	return func() error {
+		serial++
+		tmpl := &x509.Certificate{
+			SerialNumber: big.NewInt(serial),
+			Subject:      pkix.Name{CommonName: "ceiling-device"},
+			NotBefore:    caCert.NotBefore,
+			NotAfter:     caCert.NotAfter,
+			KeyUsage:     x509.KeyUsageDigitalSignature,
+			ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}
+		_, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, subject, ca)
+		return err
+	}
 }
 
 // ceilingCA returns a P-256 CA key and certificate and a subject public key.

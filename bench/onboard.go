@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -323,14 +322,8 @@ func (t *target) tlsConfig(cert tls.Certificate) *tls.Config {
 		MaxVersion:         tls.VersionTLS12,
 		CurvePreferences:   []tls.CurveID{tls.CurveP256}, // what P-256 accelerators (CC310, ATECC608) give devices
 	}
-	if pin := t.pin; pin != nil {
-		cfg.RootCAs, cfg.InsecureSkipVerify = nil, true
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
-				return errors.New("bench: server certificate is not the pinned one")
-			}
-			return nil
-		}
+	if t.pin != nil {
+		pinTLS(cfg, t.pin)
 	}
 	return cfg
 }

@@ -637,13 +637,7 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 		conn.Close()
 		for k := range clients {
 			cfg := clients[k].cfg.Clone()
-			cfg.RootCAs, cfg.InsecureSkipVerify = nil, true
-			cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-				if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
-					return errors.New("bench: server certificate is not the pinned one")
-				}
-				return nil
-			}
+			pinTLS(cfg, pin)
 			clients[k].cfg = cfg
 		}
 	}
@@ -658,6 +652,23 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 		CeilingName: "mutual_handshake",
 		Ceiling:     func(c Ceilings) float64 { return c.MutualHandshake },
 	}, nil
+}
+
+// ErrNotPinned reports a server certificate other than the one pinned
+// after the first, verified, connection.
+var ErrNotPinned = errors.New("bench: server certificate is not the pinned one")
+
+// pinTLS makes cfg accept exactly the server certificate pin (DER)
+// instead of verifying a chain: the load generator verifies the chain
+// once and then measures the server, not its own re-verification.
+func pinTLS(cfg *tls.Config, pin []byte) {
+	cfg.RootCAs, cfg.InsecureSkipVerify = nil, true
+	cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
+			return ErrNotPinned
+		}
+		return nil
+	}
 }
 
 // ErrMQTTConnect reports a CONNACK that refused the connection or was malformed.
