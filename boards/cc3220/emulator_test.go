@@ -450,7 +450,9 @@ func TestPowerCutDuringRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	mark := v.lastSeq()
+	// The board is online at its CONNACK and the cloud records the
+	// session right after: mark the log past that event.
+	mark := v.waitEvent(registry.Filter{Kind: "auth.mqtt", Device: udid, Outcome: registry.OutcomeOK}).Seq
 	e.CutPowerAt("set:client_cert")
 	if err := v.c.MQTT().Rotate(v.ctx, project, udid, mqtt.RotateOptions{Mode: mqtt.RotateKey}); err != nil {
 		t.Fatal(err)
@@ -571,6 +573,9 @@ func TestRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each step waits for the one session that follows the last one
+	// seen, so a late event of an earlier session cannot stand in.
+	last := v.waitEvent(registry.Filter{Kind: "auth.mqtt", Device: udid, Outcome: registry.OutcomeOK}).Seq
 	for _, tc := range []struct {
 		name   string
 		broken bool
@@ -580,7 +585,7 @@ func TestRotation(t *testing.T) {
 		{"rotation", false, "rotated"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			mark := v.lastSeq()
+			mark := last
 			if err := v.c.MQTT().Rotate(v.ctx, project, udid, mqtt.RotateOptions{Mode: mqtt.RotateKey, Broken: tc.broken}); err != nil {
 				t.Fatal(err)
 			}
@@ -598,6 +603,7 @@ func TestRotation(t *testing.T) {
 			if !strings.HasPrefix(ev.Credential, st.CertFP) {
 				t.Fatalf("connected with %s, status says %s", ev.Credential, st.CertFP)
 			}
+			last = ev.Seq
 		})
 	}
 	rotated, err := b.drv.Status(v.ctx)

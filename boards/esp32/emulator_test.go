@@ -94,8 +94,10 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 	}
 	b.expectLines(ctx, "No rotated certificates found. Using factory certificates.")
 	wantContains(t, "online line", b.online(ctx), "MQTT client connected", "as dev-7", "factory certificate fp="+fpFactory)
-
-	seq := c.mark(t)
+	// The board is online once it has its CONNACK; the cloud records the
+	// session right after. Mark the log past that event, so the waits
+	// below see only what follows.
+	seq := c.event(t, 0, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
 	if err := b.drv.Provision(ctx, provisioned); err != nil {
 		t.Fatal(err)
 	}
@@ -127,10 +129,10 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantContains(t, "online line after emulator restart", b.online(ctx), "NVS certificate fp="+fpProv)
+	seq = c.event(t, ev.Seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
 
 	// A rotation the board cannot connect with: stored, three failed
 	// boots, back to the factory certificate.
-	seq = c.mark(t)
 	if err := c.MQTT().Rotate(ctx, "acme", "dev-7", mqtt.RotateOptions{Mode: mqtt.RotateKey, Broken: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +217,7 @@ func TestPowerCutDuringCredentialWrite(t *testing.T) {
 			before, _ := nvs.Read(b.emu.FlashImage())
 			oldPEM, _ := before.Get("certs", devicemodel.KeyRotatedCert)
 
-			seq := c.mark(t)
+			seq := c.event(t, 0, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-9"}).Seq
 			b.emu.CutPowerAt("set:" + devicemodel.KeyRotatedCert)
 			tt.write(t, b, c, next)
 			if err := b.drv.WaitBoot(ctx); err != nil {

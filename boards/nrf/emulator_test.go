@@ -272,8 +272,10 @@ func TestCertificateProvisioning(t *testing.T) {
 
 	// Restart on the same flash: nothing to provision, the board comes
 	// back with its certificate.
-	b2 := startBoard(t, c, flashPath, nil)
+	// Mark the event log before the board starts: it connects within
+	// milliseconds of booting.
 	seq = lastSeq(t, c)
+	b2 := startBoard(t, c, flashPath, nil)
 	if err := b2.drv.WaitBoot(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -325,8 +327,10 @@ func TestPSKSettings(t *testing.T) {
 	noSecrets(t, b.log.String(), psk)
 	b.close(t)
 
-	b2 := startBoard(t, c, flashPath, nil)
+	// Mark the event log before the board starts: it connects within
+	// milliseconds of booting.
 	seq = lastSeq(t, c)
+	b2 := startBoard(t, c, flashPath, nil)
 	if err := b2.drv.WaitBoot(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -459,9 +463,11 @@ func TestPowerCutDuringPSKWrite(t *testing.T) {
 	if _, err := b.drv.WaitOnline(ctx); err != nil {
 		t.Fatal(err)
 	}
+	// The first connection's event is in the log before the mark, so
+	// only a reconnection can satisfy the waits below.
+	seq := waitEvent(t, c, registry.Filter{Kind: "auth.psk", Outcome: registry.OutcomeOK, Device: "dev3"}).Seq
 
 	b.emu.CutPowerAt("set:" + SettingPSKID)
-	seq := lastSeq(t, c)
 	err := b.drv.Provision(ctx, Credentials{PSKIdentity: "dev4@acme", PSK: []byte("secret-key-0004")})
 	if !errors.Is(err, hil.ErrMustNotMatch) {
 		t.Fatalf("provisioning through a power cut: %v", err)
