@@ -174,6 +174,8 @@ type State struct {
 	ExtendedMasterSecret bool
 	// IdentityHint is the server's PSK identity hint ("" if it sent none).
 	IdentityHint string
+	// Identity is the client's PSK identity (server side).
+	Identity string
 }
 
 // Conn is an established DTLS connection. It implements net.Conn: each
@@ -194,11 +196,20 @@ type Conn struct {
 	rwin    [2]window
 
 	wmu    sync.Mutex
-	wbuf   []byte
 	abuf   [64]byte // alert records
 	wr     cipherState
 	wseq   [2]uint64
 	closed bool
+
+	// Server side: Read goes straight into the caller's buffer, and the
+	// final flight (ChangeCipherSpec, Finished) is sent again while the
+	// client repeats its own because ours was lost.
+	server     bool
+	spill      []byte // records after the one returned, when read into the caller's buffer
+	srvFin     [handshakeHeaderLen + verifyDataLen]byte
+	finSeq     uint16
+	finPending bool // no application record from the client yet
+	finSends   int
 
 	closeOnce sync.Once
 	closeErr  error
@@ -307,7 +318,7 @@ func (c *Conn) State() State { return c.state }
 
 // Read returns the plaintext of the next application-data record, skipping
 // other records and records that fail to decrypt or are replayed. After
-// the server's close_notify it returns io.EOF, after a fatal alert an
+// the peer's close_notify it returns io.EOF, after a fatal alert an
 // *AlertError, from then on. Socket errors (deadline, closed) pass
 // through.
 func (c *Conn) Read(b []byte) (int, error) {
@@ -318,10 +329,25 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if c.rerr != nil {
 			return 0, c.rerr
 		}
-		if len(c.pending) == 0 {
-			if c.rclosed {
-				return 0, net.ErrClosed
+		var data []byte
+		direct := false
+		switch {
+		case len(c.pending) > 0:
+			data, c.pending = c.pending, nil
+		case c.rclosed:
+			return 0, net.ErrClosed
+		case c.server && len(b) >= minDirectRead:
+			// Straight into the caller's buffer: a session waiting for its
+			// next datagram holds no buffer of its own.
+			n, err := c.nc.Read(b)
+			if errors.Is(err, io.ErrShortBuffer) {
+				continue // larger than any record the caller could take
 			}
+			if err != nil {
+				return 0, err
+			}
+			data, direct = b[:n], true
+		default:
 			if c.rbufArr == nil {
 				c.rbufArr = recvBufs.Get().(*[ReceiveBufferSize]byte)
 				c.rbuf = c.rbufArr[:]
@@ -330,45 +356,92 @@ func (c *Conn) Read(b []byte) (int, error) {
 			if err != nil {
 				return 0, err
 			}
-			c.pending = c.rbuf[:n]
+			data = c.rbuf[:n]
 		}
-		r, rest, err := parseRecord(c.pending)
-		if err != nil {
-			c.pending = nil
-			continue
-		}
-		c.pending = rest
-		if r.epoch != 1 || !c.rwin[1].check(r.seq) {
-			continue
-		}
-		p, err := c.rd.open(&r)
-		if err != nil {
-			continue
-		}
-		c.rwin[1].mark(r.seq)
-		switch r.typ {
-		case typeApplicationData:
-			if len(p) == 0 {
+		resent := false
+		for len(data) > 0 && c.rerr == nil {
+			r, rest, err := parseRecord(data)
+			if err != nil {
+				break
+			}
+			data = rest
+			p, ok := c.record(&r, &resent)
+			if !ok {
 				continue
+			}
+			if len(data) > 0 {
+				if direct {
+					c.spill = append(c.spill[:0], data...)
+					data = c.spill
+				}
+				c.pending = data
 			}
 			n := copy(b, p)
 			if n < len(p) {
 				return n, ErrShortBuffer
 			}
 			return n, nil
-		case typeAlert:
-			if len(p) != 2 {
-				continue
-			}
-			switch {
-			case AlertDescription(p[1]) == AlertCloseNotify:
-				c.rerr = io.EOF
-			case AlertLevel(p[0]) == AlertFatal:
-				c.rerr = &AlertError{Level: AlertFatal, Description: AlertDescription(p[1])}
-			}
 		}
-		// Handshake records (the server repeating its last flight) and
-		// ChangeCipherSpec are ignored: no renegotiation.
+	}
+}
+
+// minDirectRead is the smallest caller buffer a server Read reads a
+// datagram into.
+const minDirectRead = 256
+
+// record handles one record after the handshake and returns the
+// plaintext of an application-data record.
+func (c *Conn) record(r *record, resent *bool) ([]byte, bool) {
+	if r.epoch == 0 {
+		// The client repeating ClientKeyExchange: our final flight was lost.
+		if c.server && c.finPending && r.typ == typeHandshake && c.rwin[0].check(r.seq) {
+			c.rwin[0].mark(r.seq)
+			c.resendFinal(resent)
+		}
+		return nil, false
+	}
+	if r.epoch != 1 || !c.rwin[1].check(r.seq) {
+		return nil, false
+	}
+	p, err := c.rd.open(r)
+	if err != nil {
+		return nil, false
+	}
+	c.rwin[1].mark(r.seq)
+	switch r.typ {
+	case typeApplicationData:
+		c.finPending = false // the peer has its keys: it got our Finished
+		return p, len(p) > 0
+	case typeAlert:
+		if len(p) != 2 {
+			return nil, false
+		}
+		switch {
+		case AlertDescription(p[1]) == AlertCloseNotify:
+			c.rerr = io.EOF
+		case AlertLevel(p[0]) == AlertFatal:
+			c.rerr = &AlertError{Level: AlertFatal, Description: AlertDescription(p[1])}
+		}
+	case typeHandshake:
+		// The client repeating its Finished; a client ignores the server
+		// repeating its last flight (no renegotiation).
+		if c.server && c.finPending {
+			c.resendFinal(resent)
+		}
+	}
+	return nil, false
+}
+
+// resendFinal sends the final flight again, once per datagram received.
+func (c *Conn) resendFinal(resent *bool) {
+	if *resent {
+		return
+	}
+	*resent = true
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if !c.closed {
+		_ = c.sendFinalFlight()
 	}
 }
 
@@ -382,10 +455,13 @@ func (c *Conn) Write(b []byte) (int, error) {
 	if c.closed {
 		return 0, net.ErrClosed
 	}
-	if need := recordHeaderLen + explicitNonceLen + len(b) + c.wr.aead.Overhead(); cap(c.wbuf) < need {
-		c.wbuf = make([]byte, 0, max(need, 256))
+	// A pooled buffer: an idle connection holds none.
+	wb := sendBufs.Get().(*[]byte)
+	defer sendBufs.Put(wb)
+	if need := recordHeaderLen + explicitNonceLen + len(b) + c.wr.aead.Overhead(); cap(*wb) < need {
+		*wb = make([]byte, 0, need)
 	}
-	rec, err := c.appendRecord(c.wbuf[:0], 1, typeApplicationData, nil, b)
+	rec, err := c.appendRecord((*wb)[:0], 1, typeApplicationData, nil, b)
 	if err != nil {
 		return 0, err
 	}
@@ -394,6 +470,8 @@ func (c *Conn) Write(b []byte) (int, error) {
 	}
 	return len(b), nil
 }
+
+var sendBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // Close sends close_notify (best effort) and closes the socket; it is
 // idempotent.
