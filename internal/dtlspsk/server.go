@@ -150,8 +150,8 @@ func Server(ctx context.Context, nc net.Conn, first []byte, cfg *ServerConfig) (
 
 // Server handshake states.
 const (
-	sStateHello    = iota // awaiting a ClientHello with the cookie
-	sStateFlight5         // flight 4 sent; ClientKeyExchange and Finished next
+	sStateHello   = iota // awaiting a ClientHello with the cookie
+	sStateFlight5        // flight 4 sent; ClientKeyExchange and Finished next
 	sStateDone
 )
 
