@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/credloop/credloop/cloud/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/dtlspsk"
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
@@ -136,6 +138,52 @@ func (s *Server) dtlsConfig(hs *handshakeState) *dtls.Config {
 		InsecureSkipVerify:    false,
 		LoggerFactory:         pionLogger{hs: hs},
 		MTU:                   1200,
+	}
+}
+
+// ownPSKSuites are the PSK suites credloop's own DTLS server implements.
+var ownPSKSuites = []uint16{dtlspsk.TLS_PSK_WITH_AES_128_GCM_SHA256, dtlspsk.TLS_PSK_WITH_AES_128_CCM, dtlspsk.TLS_PSK_WITH_AES_128_CCM_8}
+
+// pskOnly reports whether the suite this endpoint would choose for ch
+// (pion's rule: the client's first offer the endpoint accepts) is a PSK
+// suite of credloop's own server, so that which implementation serves a
+// client never changes what is negotiated.
+func (s *Server) pskOnly(ch *dtlspsk.ClientHello) bool {
+	if ch.Version != 0xfefd {
+		return false
+	}
+	for _, o := range ch.CipherSuites {
+		if slices.Contains(ownPSKSuites, o) {
+			return true
+		}
+		if slices.Contains(pskSuites, dtls.CipherSuiteID(o)) || slices.Contains(certSuites, dtls.CipherSuiteID(o)) {
+			return false
+		}
+	}
+	return false
+}
+
+// pskServerConfig is the configuration of one handshake on credloop's own
+// PSK server; its callback refuses with the alert the reason calls for.
+func (s *Server) pskServerConfig(hs *handshakeState) *dtlspsk.ServerConfig {
+	return &dtlspsk.ServerConfig{
+		CipherSuites: ownPSKSuites,
+		MTU:          1200,
+		Rand:         s.opts.Rand,
+		PSK: func(identity []byte) ([]byte, error) {
+			key, err := hs.psk(identity)
+			if err == nil {
+				return key, nil
+			}
+			desc := dtlspsk.AlertAccessDenied // known, but disabled or not ACTIVE
+			switch reason := err.Error(); {
+			case strings.HasPrefix(reason, "psk identity"):
+				desc = dtlspsk.AlertUnknownPSKIdentity
+			case reason == "registry unavailable":
+				desc = dtlspsk.AlertInternalError
+			}
+			return nil, fmt.Errorf("%w: %w", err, &dtlspsk.AlertError{Level: dtlspsk.AlertFatal, Description: desc})
+		},
 	}
 }
 

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pion/dtls/v3"
 	dtlsnet "github.com/pion/dtls/v3/pkg/net"
@@ -16,15 +18,17 @@ import (
 	"github.com/pion/transport/v3/udp"
 
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/dtlspsk"
 )
 
 // errListenerClosed is returned by Accept after Close.
 var errListenerClosed = errors.New("coap: listener closed")
 
-// session is one authenticated DTLS association. go-coap sees it as a
+// session is one authenticated DTLS association: a *dtlspsk.Conn for a
+// PSK client, a *dtls.Conn (pion) for certificates. go-coap sees it as a
 // net.Conn; handlers recover the authenticated peer from it.
 type session struct {
-	*dtls.Conn
+	net.Conn
 	peer   Peer
 	blocks transfers
 	closed chan struct{}
@@ -106,9 +110,8 @@ func newListener(srv *Server, addr string) (*listener, error) {
 
 func (l *listener) acceptLoop() {
 	defer l.wg.Done()
-	pl := dtlsnet.PacketListenerFromListener(l.parent)
 	for {
-		pc, raddr, err := pl.Accept()
+		nc, err := l.parent.Accept()
 		if err != nil {
 			if l.ctx.Err() != nil {
 				return
@@ -120,42 +123,57 @@ func (l *listener) acceptLoop() {
 		case l.sem <- struct{}{}:
 		default:
 			// Too many handshakes in flight: shed load rather than queue.
-			l.srv.log.Warn("handshake limit reached, dropping", "remote", raddr.String())
-			_ = pc.Close()
+			l.srv.log.Warn("handshake limit reached, dropping", "remote", nc.RemoteAddr().String())
+			_ = nc.Close()
 			continue
 		}
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
 			defer func() { <-l.sem }()
-			l.handshake(pc, raddr)
+			l.handshake(nc)
 		}()
 	}
 }
 
-func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
+// firstBufs hold the datagram a new association starts with while its
+// ClientHello is looked at.
+var firstBufs = sync.Pool{New: func() any { return new([8192]byte) }}
+
+// handshake reads the ClientHello and runs the handshake: credloop's own
+// DTLS PSK server (internal/dtlspsk) when the client offers only PSK
+// suites it implements, so that an established PSK session costs a few
+// KiB and no goroutine of its own; pion otherwise (certificates, or a PSK
+// client that could also take a certificate suite).
+func (l *listener) handshake(nc net.Conn) {
+	raddr := nc.RemoteAddr()
 	checks := l.srv.checks.Load() // before any registry read of this handshake
 	hs := &handshakeState{srv: l.srv, remote: raddr, decryptFailed: make(chan struct{})}
-	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
-	if err != nil {
-		_ = pc.Close()
-		l.srv.log.Warn("dtls server", "remote", raddr.String(), "err", err)
-		return
-	}
 	ctx, cancel := context.WithTimeout(l.ctx, l.srv.opts.HandshakeTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-hs.decryptFailed:
-			// Tell the client at once instead of letting it time out.
-			_, _ = pc.WriteTo(badRecordMAC, raddr)
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	err = conn.HandshakeContext(ctx)
+
+	buf := firstBufs.Get().(*[8192]byte)
+	_ = nc.SetReadDeadline(time.Now().Add(l.srv.opts.HandshakeTimeout))
+	n, err := nc.Read(buf[:])
 	if err != nil {
-		_ = conn.Close()
+		firstBufs.Put(buf)
+		_ = nc.Close()
+		return
+	}
+	first := buf[:n]
+	var conn net.Conn
+	if ch, perr := dtlspsk.ParseClientHello(first); perr == nil && l.srv.pskOnly(ch) {
+		conn, err = dtlspsk.Server(ctx, nc, first, l.srv.pskServerConfig(hs))
+		firstBufs.Put(buf)
+		if errors.Is(err, dtlspsk.ErrKeyMismatch) {
+			hs.decryptFailure()
+		}
+	} else {
+		conn, err = l.pionHandshake(ctx, nc, append([]byte(nil), first...), hs)
+		firstBufs.Put(buf)
+	}
+	if err != nil {
+		_ = nc.Close()
 		if l.ctx.Err() != nil {
 			return
 		}
@@ -188,6 +206,55 @@ func (l *listener) handshake(pc net.PacketConn, raddr net.Addr) {
 	case <-l.ctx.Done():
 		_ = s.Close()
 	}
+}
+
+// pionHandshake runs pion's server over nc, first being the datagram
+// already read from it.
+func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte, hs *handshakeState) (*dtls.Conn, error) {
+	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first})
+	raddr := nc.RemoteAddr()
+	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
+	if err != nil {
+		l.srv.log.Warn("dtls server", "remote", raddr.String(), "err", err)
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-hs.decryptFailed:
+			// Tell the client at once instead of letting it time out.
+			_, _ = pc.WriteTo(badRecordMAC, raddr)
+			_ = conn.Close()
+		case <-ctx.Done():
+		}
+	}()
+	if err := conn.HandshakeContext(ctx); err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	// pion's reader must not be ended by the handshake's read deadline.
+	_ = nc.SetReadDeadline(time.Time{})
+	return conn, nil
+}
+
+// replayConn returns first from its first Read, then reads nc.
+type replayConn struct {
+	net.Conn
+	mu    sync.Mutex
+	first []byte
+}
+
+func (r *replayConn) Read(b []byte) (int, error) {
+	r.mu.Lock()
+	first := r.first
+	r.first = nil
+	r.mu.Unlock()
+	if first != nil {
+		if len(b) < len(first) {
+			return copy(b, first), io.ErrShortBuffer
+		}
+		return copy(b, first), nil
+	}
+	return r.Conn.Read(b)
 }
 
 func (l *listener) forget(s *session) {
