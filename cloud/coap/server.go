@@ -57,8 +57,11 @@ type Options struct {
 	// default 365 days.
 	CertValidity time.Duration
 	Now          func() time.Time
-	Rand         io.Reader
-	Logger       *slog.Logger
+	// Rand is the randomness of handshakes and issued serials (default
+	// crypto/rand); concurrent handshakes share it, so it must be safe
+	// for concurrent use.
+	Rand   io.Reader
+	Logger *slog.Logger
 }
 
 // Server is a running CoAP/DTLS endpoint.

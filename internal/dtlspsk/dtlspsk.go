@@ -71,7 +71,10 @@ var (
 	// ErrTooLarge is returned by Write for more than 16384 bytes.
 	ErrTooLarge = errors.New("dtlspsk: write larger than a record (16384 bytes)")
 	// ErrShortBuffer is returned by Read when a record does not fit the
-	// buffer; the part that fits is returned, the rest is lost.
+	// buffer; the part that fits is returned, the rest is lost. (A server
+	// Conn reads a datagram straight into a buffer of 256 bytes or more:
+	// a datagram larger than that buffer is dropped, as a UDP socket
+	// would, and Read waits for the next.)
 	ErrShortBuffer = errors.New("dtlspsk: read buffer smaller than the record")
 )
 

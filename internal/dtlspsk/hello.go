@@ -19,7 +19,8 @@ type ClientHello struct {
 	// Version is the client_version (0xfefd for DTLS 1.2).
 	Version uint16
 	Random  [32]byte
-	Cookie  []byte
+	// Cookie aliases the datagram that was parsed.
+	Cookie []byte
 	// CipherSuites are offered in the client's order of preference.
 	CipherSuites []uint16
 	// ExtendedMasterSecret: the client sent extended_master_secret (RFC 7627).
@@ -141,9 +142,11 @@ func parseClientHello(b []byte, ch *ClientHello) error {
 }
 
 // appendHelloVerifyRequest appends a HelloVerifyRequest (message_seq 0).
+// Its server_version is DTLS 1.0 whatever is negotiated later (RFC 6347
+// 4.2.1).
 func appendHelloVerifyRequest(dst, cookie []byte) []byte {
 	dst = appendHeader(dst, hsHelloVerifyRequest, 3+len(cookie), 0)
-	dst = append(dst, versionMajor, versionMinor, byte(len(cookie)))
+	dst = append(dst, versionMajor, 0xff, byte(len(cookie)))
 	return append(dst, cookie...)
 }
 

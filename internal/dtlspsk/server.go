@@ -36,7 +36,8 @@ type ServerConfig struct {
 	// PSK returns the key for the identity of a ClientKeyExchange. An
 	// error ends the handshake with a fatal alert: the description of an
 	// *AlertError it wraps, unknown_psk_identity otherwise; Server returns
-	// an error wrapping it.
+	// an error wrapping it. identity is only valid during the call: its
+	// buffer is reused by later handshakes.
 	PSK func(identity []byte) ([]byte, error)
 	// CipherSuites are the suites accepted; the first of the client's
 	// offers that is among them is chosen. nil means all three.
@@ -49,7 +50,8 @@ type ServerConfig struct {
 	// doubled on each retransmission up to 60 s; 0 means 1 s.
 	RetransmitTimeout time.Duration
 	// Rand is the source of the server random and the cookie; nil means
-	// crypto/rand.
+	// crypto/rand. It must be safe for concurrent use if the ServerConfig
+	// is shared.
 	Rand io.Reader
 }
 
@@ -158,6 +160,11 @@ const (
 var serverStateNames = [...]string{"ClientHello", "client Finished", "done"}
 
 const cookieLen = 16
+
+// maxFragmentedHello bounds a ClientHello that arrives in fragments
+// (PSK ClientHellos are a few hundred bytes; a whole one in a datagram is
+// parsed in place whatever its length).
+const maxFragmentedHello = 4096
 
 // maxIdentityLen bounds the PSK identity accepted (RFC 4279 5.3: at most
 // 128 bytes should be supported; credloop's are "<device>@<project>").
@@ -443,8 +450,10 @@ func (hs *serverHandshake) clientHelloRecord(r *record) error {
 		return nil
 	}
 	if f.off != 0 || len(f.body) != f.length {
-		// A fragmented ClientHello: reassemble it in the slots.
-		if !hs.reasm.add(&f, 0) {
+		// A fragmented ClientHello: reassemble it in the slots, if it is
+		// no longer than a real one. Before the cookie a few datagrams
+		// must not make the server hold 16 KiB for each slot.
+		if f.length > maxFragmentedHello || !hs.reasm.add(&f, 0) {
 			return nil
 		}
 		m := hs.reasm.next(f.seq)
