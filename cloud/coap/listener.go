@@ -53,6 +53,7 @@ type listener struct {
 	srv    *Server
 	parent net.Listener
 	ready  chan *session
+	work   chan net.Conn // new associations for idle handshake workers
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -98,6 +99,7 @@ func newListener(srv *Server, addr string) (*listener, error) {
 		srv:      srv,
 		parent:   parent,
 		ready:    make(chan *session),
+		work:     make(chan net.Conn),
 		ctx:      ctx,
 		cancel:   cancel,
 		sem:      make(chan struct{}, srv.opts.MaxHandshakes),
@@ -120,6 +122,11 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		select {
+		case l.work <- nc: // an idle worker takes it
+			continue
+		default:
+		}
+		select {
 		case l.sem <- struct{}{}:
 		default:
 			// Too many handshakes in flight: shed load rather than queue.
@@ -128,11 +135,33 @@ func (l *listener) acceptLoop() {
 			continue
 		}
 		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			defer func() { <-l.sem }()
-			l.handshake(nc)
-		}()
+		go l.worker(nc)
+	}
+}
+
+// workerIdle is how long a handshake worker waits for another handshake
+// before it ends.
+const workerIdle = 2 * time.Second
+
+// worker runs the handshake it was started for, then those handed to it
+// while it waits, until it has been idle for workerIdle: its stack grows
+// to SQLite's deep frames once, not once per handshake. Workers hold a
+// slot of the MaxHandshakes limit while they live.
+func (l *listener) worker(nc net.Conn) {
+	defer l.wg.Done()
+	defer func() { <-l.sem }()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		l.handshake(nc)
+		idle.Reset(workerIdle)
+		select {
+		case nc = <-l.work:
+		case <-idle.C:
+			return
+		case <-l.ctx.Done():
+			return
+		}
 	}
 }
 
