@@ -171,6 +171,10 @@ func benchHandshakes(b *testing.B, dial dialFunc) {
 			srv := startPion(b, pionConfig("dev1@proj", testKey))
 			runHandshakes(b, dial(suite), srv.addr, nil)
 		})
+		b.Run(name+"/server=dtlspsk", func(b *testing.B) {
+			srv := startOwn(b, ownConfig("dev1@proj", testKey))
+			runHandshakes(b, dial(suite), srv.addr, nil)
+		})
 		b.Run(name+"/server=subprocess", func(b *testing.B) {
 			p := startServerProcess(b)
 			runHandshakes(b, dial(suite), p.addr, p)
