@@ -35,7 +35,7 @@ const (
 // handshake is the per-handshake state; it is pooled and zeroed of
 // secrets when returned.
 type handshake struct {
-	c   *Conn
+	flight
 	cfg *Config
 
 	state   int
@@ -69,7 +69,6 @@ type handshake struct {
 	out     []byte
 	ccs     bool
 	fin     []byte
-	dgram   []byte
 	sends   int // transmissions of the current flight
 	rto     time.Duration
 	next    time.Time // when the current flight is retransmitted
@@ -104,7 +103,7 @@ func (hs *handshake) release() {
 		pre:        hs.pre[:0],
 		out:        keep(hs.out),
 		fin:        hs.fin[:0],
-		dgram:      keep(hs.dgram),
+		flight:     flight{dgram: keep(hs.dgram)},
 		reasm:      hs.reasm,
 	}
 	handshakes.Put(hs)
@@ -237,7 +236,14 @@ func (hs *handshake) transmit(now time.Time) error {
 	return hs.flush()
 }
 
-func (hs *handshake) flush() error {
+// flight assembles records into datagrams of at most the connection's
+// MTU and sends them; the client's and the server's handshakes share it.
+type flight struct {
+	c     *Conn
+	dgram []byte
+}
+
+func (hs *flight) flush() error {
 	if len(hs.dgram) == 0 {
 		return nil
 	}
@@ -250,7 +256,7 @@ func (hs *handshake) flush() error {
 }
 
 // putMessage adds a handshake message, fragmenting it to fit the MTU.
-func (hs *handshake) putMessage(epoch uint16, msg []byte) error {
+func (hs *flight) putMessage(epoch uint16, msg []byte) error {
 	c := hs.c
 	overhead := recordHeaderLen + handshakeHeaderLen
 	if epoch == 1 {
@@ -284,7 +290,7 @@ func (hs *handshake) putMessage(epoch uint16, msg []byte) error {
 
 // put adds one record to the datagram being assembled, sending that
 // first if the record would not fit.
-func (hs *handshake) put(epoch uint16, typ byte, prefix, p []byte) error {
+func (hs *flight) put(epoch uint16, typ byte, prefix, p []byte) error {
 	c := hs.c
 	need := recordHeaderLen + len(prefix) + len(p)
 	if epoch == 1 {
@@ -414,17 +420,16 @@ func (hs *handshake) fragment(epoch uint16, f *fragment) error {
 	return nil
 }
 
-// hashMessage adds a reassembled server message to the transcript in its
-// unfragmented form.
-func (hs *handshake) hashMessage(m *inMessage) {
-	hdr := &hs.hdr
+// hashMessage adds a reassembled handshake message to a transcript in its
+// unfragmented form; hdr is scratch.
+func hashMessage(transcript hash.Hash, hdr *[handshakeHeaderLen]byte, m *inMessage) {
 	hdr[0] = m.typ
 	put24(hdr[1:4], m.length)
 	hdr[4], hdr[5] = byte(m.seq>>8), byte(m.seq)
 	put24(hdr[6:9], 0)
 	put24(hdr[9:12], m.length)
-	hs.transcript.Write(hdr[:])
-	hs.transcript.Write(m.body)
+	transcript.Write(hdr[:])
+	transcript.Write(m.body)
 }
 
 // message processes a complete server message in order.
@@ -446,13 +451,13 @@ func (hs *handshake) message(m *inMessage) error {
 				return err
 			}
 			hs.hint, hs.gotHint = append(hs.hint[:0], hint...), true
-			hs.hashMessage(m)
+			hashMessage(hs.transcript, &hs.hdr, m)
 			return nil
 		case hsServerHelloDone:
 			if m.length != 0 {
 				return violation(AlertDecodeError, "ServerHelloDone of %d bytes", m.length)
 			}
-			hs.hashMessage(m)
+			hashMessage(hs.transcript, &hs.hdr, m)
 			return hs.finish()
 		case hsHelloRequest:
 			return nil // ignored during a handshake (RFC 5246 7.4.1.1)
@@ -502,7 +507,7 @@ func (hs *handshake) serverHello(m *inMessage) error {
 	hs.sendSeq++ // past the ClientHello's message_seq
 	// The transcript starts with the ClientHello this answers.
 	hs.transcript.Write(hs.out)
-	hs.hashMessage(m)
+	hashMessage(hs.transcript, &hs.hdr, m)
 	hs.state = stateServer
 	// No new flight: the ClientHello stays the one retransmitted until
 	// the server's flight is complete.

@@ -171,7 +171,7 @@ const maxFragmentedHello = 4096
 const maxIdentityLen = 1024
 
 type serverHandshake struct {
-	c   *Conn
+	flight
 	cfg *ServerConfig
 
 	state   int
@@ -199,7 +199,6 @@ type serverHandshake struct {
 	pre    []byte
 
 	out     []byte // flight 4, whole messages
-	dgram   []byte
 	sends   int
 	rto     time.Duration
 	next    time.Time // zero: no timer
@@ -228,7 +227,7 @@ func (hs *serverHandshake) release() {
 		identity:   keep(hs.identity),
 		pre:        hs.pre[:0],
 		out:        keep(hs.out),
-		dgram:      keep(hs.dgram),
+		flight:     flight{dgram: keep(hs.dgram)},
 		reasm:      hs.reasm,
 	}
 	serverHandshakes.Put(hs)
@@ -330,56 +329,12 @@ func (hs *serverHandshake) transmit(now time.Time) error {
 	hs.dgram = hs.dgram[:0]
 	for out := hs.out; len(out) >= handshakeHeaderLen; {
 		n := handshakeHeaderLen + be24(out[1:4])
-		if err := hs.putMessage(out[:n]); err != nil {
+		if err := hs.putMessage(0, out[:n]); err != nil {
 			return err
 		}
 		out = out[n:]
 	}
 	return hs.flush()
-}
-
-func (hs *serverHandshake) flush() error {
-	if len(hs.dgram) == 0 {
-		return nil
-	}
-	_, err := hs.c.nc.Write(hs.dgram)
-	hs.dgram = hs.dgram[:0]
-	if err != nil {
-		return fmt.Errorf("dtlspsk: handshake: %w", err)
-	}
-	return nil
-}
-
-// putMessage adds an epoch-0 handshake message, fragmenting it to fit the
-// MTU.
-func (hs *serverHandshake) putMessage(msg []byte) error {
-	c := hs.c
-	const overhead = recordHeaderLen + handshakeHeaderLen
-	var hdr [handshakeHeaderLen]byte
-	copy(hdr[:], msg[:handshakeHeaderLen])
-	body := msg[handshakeHeaderLen:]
-	off := 0
-	for {
-		rem := len(body) - off
-		room := c.mtu - len(hs.dgram) - overhead
-		if rem > room && len(hs.dgram) > 0 {
-			if err := hs.flush(); err != nil {
-				return err
-			}
-			continue
-		}
-		n := min(rem, room)
-		put24(hdr[6:9], off)
-		put24(hdr[9:12], n)
-		var err error
-		if hs.dgram, err = c.appendRecord(hs.dgram, 0, typeHandshake, hdr[:], body[off:off+n]); err != nil {
-			return err
-		}
-		off += n
-		if off >= len(body) {
-			return nil
-		}
-	}
 }
 
 // datagram processes one datagram from the client.
@@ -479,18 +434,12 @@ func (hs *serverHandshake) clientHello(recSeq uint64, msgSeq uint16, body []byte
 		// number of the ClientHello it answers.
 		hs.hvrSent = true
 		hs.clientRandom = ch.Random
-		c := hs.c
-		c.wseq[0] = max(c.wseq[0], recSeq)
-		hs.dgram = appendHelloVerifyRequest(hs.dgram[:0], hs.cookie[:])
-		rec, err := c.appendRecord(nil, 0, typeHandshake, nil, hs.dgram)
-		if err != nil {
+		hs.c.wseq[0] = max(hs.c.wseq[0], recSeq)
+		hs.out = appendHelloVerifyRequest(hs.out[:0], hs.cookie[:])
+		if err := hs.put(0, typeHandshake, nil, hs.out); err != nil {
 			return err
 		}
-		hs.dgram = hs.dgram[:0]
-		if _, err := c.nc.Write(rec); err != nil {
-			return fmt.Errorf("dtlspsk: handshake: %w", err)
-		}
-		return nil
+		return hs.flush()
 	}
 	if ch.Random != hs.clientRandom {
 		return violation(AlertIllegalParameter, "ClientHello random changed after HelloVerifyRequest")
@@ -584,17 +533,6 @@ func (hs *serverHandshake) fragment(epoch uint16, f *fragment) error {
 	return nil
 }
 
-func (hs *serverHandshake) hashMessage(m *inMessage) {
-	hdr := &hs.hdr
-	hdr[0] = m.typ
-	put24(hdr[1:4], m.length)
-	hdr[4], hdr[5] = byte(m.seq>>8), byte(m.seq)
-	put24(hdr[6:9], 0)
-	put24(hdr[9:12], m.length)
-	hs.transcript.Write(hdr[:])
-	hs.transcript.Write(m.body)
-}
-
 func (hs *serverHandshake) message(m *inMessage) error {
 	switch {
 	case !hs.keyed && m.typ == hsClientKeyExchange:
@@ -629,7 +567,7 @@ func (hs *serverHandshake) clientKeyExchange(m *inMessage) error {
 		hs.c.sendAlert(false, AlertFatal, AlertInternalError)
 		return fmt.Errorf("%w: a key of %d bytes", ErrPSKRejected, len(key))
 	}
-	hs.hashMessage(m)
+	hashMessage(hs.transcript, &hs.hdr, m)
 
 	c := hs.c
 	hs.pre = appendPremaster(hs.pre[:0], key)
@@ -663,7 +601,7 @@ func (hs *serverHandshake) finished(m *inMessage) error {
 	if !hmac.Equal(hs.verify[:], m.body) {
 		return violation(AlertDecryptError, "client Finished does not verify")
 	}
-	hs.hashMessage(m)
+	hashMessage(hs.transcript, &hs.hdr, m)
 	hs.transcript.Sum(hs.sum[:0])
 	hs.mac.prf(hs.verify[:], labelServerFinished, hs.sum[:], nil, &hs.a, &hs.b)
 	c := hs.c
