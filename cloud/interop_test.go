@@ -35,7 +35,7 @@ func TestLibcoapClientPSK(t *testing.T) {
 	}
 }
 
-// A device certificate made with the openssl commands of seed 001, used by
+// A device certificate made with the openssl commands of Golioth's certificate guide, used by
 // libcoap's client: the device is auto-provisioned on its first connect.
 func TestLibcoapClientCertificateAutoProvision(t *testing.T) {
 	client := peer.Require(t, "coap-client-openssl")

@@ -19,7 +19,7 @@ import (
 )
 
 // HTTPSProvisionOptions configures run-time CSR provisioning (the TI
-// CC3220 flow of seed 004).
+// CC3220 flow of TI's CC3220 run-time provisioning).
 type HTTPSProvisionOptions struct {
 	// URL is the cloud's HTTPS base URL, e.g. https://127.0.0.1:8443.
 	URL string
@@ -29,7 +29,7 @@ type HTTPSProvisionOptions struct {
 	// leaves the device.
 	Key crypto.Signer
 	// RootCAs verifies the provisioning server (server authentication
-	// only, as in seed 004). Nil skips verification.
+	// only, as in TI's flow). Nil skips verification.
 	RootCAs *x509.CertPool
 	Timeout time.Duration // default 10 s
 }

@@ -279,7 +279,7 @@ func (d *MQTTDevice) clientID() string {
 	return d.ID()
 }
 
-// Topics of the device (seed 002).
+// Topics of the device (the ESP32 rotation example).
 func rotateTopic(id string) string { return "devices/" + id + "/certs/rotate" }
 func csrTopic(id string) string    { return "devices/" + id + "/certs/csr" }
 

@@ -1,4 +1,4 @@
-// Package cc3220 drives a TI CC3220 SimpleLink board over its serial console and emulates one behind a pseudo-terminal: a pre-burned UDID and key pair, run-time CSR provisioning over HTTPS (seed 004), then MQTT.
+// Package cc3220 drives a TI CC3220 SimpleLink board over its serial console and emulates one behind a pseudo-terminal: a pre-burned UDID and key pair, run-time CSR provisioning over HTTPS (TI's CC3220 run-time provisioning flow), then MQTT.
 package cc3220
 
 import (

@@ -223,7 +223,7 @@ func (e *Emulator) provisionURL() string {
 	return "https://" + e.opts.Cloud.HTTPS + "/v1/provision/csr"
 }
 
-// provision runs the run-time CSR provisioning of seed 004 and stores the
+// provision runs the run-time CSR provisioning of TI's CC3220 flow and stores the
 // certificate. It prints the outcome; a refusal prints the cloud's reason.
 func (e *Emulator) provision(ctx context.Context) bool {
 	if e.opts.Cloud.HTTPS == "" {

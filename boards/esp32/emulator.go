@@ -62,7 +62,7 @@ type EmulatorOptions struct {
 	// Project is the project in certificate mode (CSR subjects); default
 	// the O of the certificate in use.
 	Project string
-	// Factory is the certificate compiled into the firmware (seed 002's
+	// Factory is the certificate compiled into the firmware (the ESP32 rotation example's
 	// factory certificate, the fallback after a failed rotation); zero
 	// means none. Only its certificate fields are used.
 	Factory Credentials
@@ -83,7 +83,7 @@ const (
 )
 
 // Emulator plays an ESP32 running ESP-IDF firmware behind a
-// pseudo-terminal: seed 002's MQTT/TLS firmware with certificate rotation
+// pseudo-terminal: the ESP32 rotation example's MQTT/TLS firmware with certificate rotation
 // and the boot-counter fallback, plus Golioth's PSK over CoAP/DTLS, with
 // the ESP-IDF console (nvs commands, Golioth settings). Its flash is an
 // NVS partition image in a file. Every credential decision comes from

@@ -259,7 +259,7 @@ func hexString(b []byte) string {
 
 // The boot counter lives in RTC memory: it survives the console's
 // restart but not a power cycle or an emulator restart. The board boots
-// from an image that holds a certificate in NVS as seed 002's firmware
+// from an image that holds a certificate in NVS as the ESP32 rotation example's firmware
 // writes it (PEM strings), with nowhere to connect.
 func TestRTCBootCounter(t *testing.T) {
 	ctx := testCtx(t)

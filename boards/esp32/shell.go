@@ -34,7 +34,7 @@ const (
 	keyPSK      = "g_psk"
 	keyWiFiSSID = "w_ssid"
 	keyWiFiPass = "w_pass"
-	nsCerts     = "certs" // seed 002
+	nsCerts     = "certs" // the ESP32 rotation example
 )
 
 // conlog prints to the board's console: raw text and ESP_LOGx lines with

@@ -242,7 +242,7 @@ func (d *Driver) Upload(ctx context.Context, name string, data []byte) error {
 //     certificate, the files of an earlier certificate are removed (fs rm)
 //     since the firmware would prefer them;
 //   - a certificate: fs mkdir /lfs1/credentials, log halt, SMP upload of
-//     crt.der (leaf, then ChainDER) and key.der, log go (seed 000);
+//     crt.der (leaf, then ChainDER) and key.der, log go (Golioth's forum guide);
 //
 // then kernel reboot cold, returning once the board has booted.
 func (d *Driver) Provision(ctx context.Context, cr Credentials) error {

@@ -220,7 +220,7 @@ func noSecrets(t *testing.T, log string, secrets ...[]byte) {
 	}
 }
 
-// TestCertificateProvisioning follows seed 000 and Golioth's
+// TestCertificateProvisioning follows Golioth's forum guide and
 // certificate_provisioning HIL test: fs mkdir, log halt, SMP upload of
 // crt.der and key.der, log go, reboot; the board connects with the
 // certificate and the cloud provisions it on the spot. The files survive

@@ -20,7 +20,7 @@ import (
 	"github.com/credloop/credloop/internal/devicemodel"
 )
 
-// Where the firmware keeps things (seed 000, Golioth's
+// Where the firmware keeps things (Golioth's forum guide and
 // certificate_provisioning sample and its settings).
 const (
 	MountPoint     = "/lfs1"

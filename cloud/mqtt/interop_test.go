@@ -32,7 +32,7 @@ func runFail(t *testing.T, dir, name string, args ...string) string {
 }
 
 // mosquitto's clients against the endpoint, with a device certificate
-// made by openssl exactly as in seed 001, under a CA registered for JITP:
+// made by openssl exactly as in Golioth's certificate guide, under a CA registered for JITP:
 // the first connect is closed (no CONNACK), the retry publishes and
 // subscribes; once the certificate is revoked it is refused.
 func TestMosquittoJITP(t *testing.T) {

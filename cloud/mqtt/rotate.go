@@ -15,7 +15,7 @@ import (
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
-// Rotation modes (seed 002).
+// Rotation modes (the ESP32 rotation example).
 const (
 	// RotateKey: variant (a), the cloud makes the key and the certificate
 	// and sends both.

@@ -13,7 +13,7 @@ import (
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
-// Rotation over MQTT (seed 002): "key" sends a new certificate and key,
+// Rotation over MQTT (the ESP32 rotation example): "key" sends a new certificate and key,
 // "csr" asks for the device's CSR and answers it; the new certificate
 // connects and the old one stays ACTIVE. Broken rotations produce a
 // certificate that cannot connect.

@@ -148,10 +148,10 @@ func TestCAIssueValidity(t *testing.T) {
 	})
 }
 
-func TestCAImportSeed001(t *testing.T) {
+func TestCAImportGoliothRoot(t *testing.T) {
 	peer.Require(t, "openssl")
 	work := t.TempDir()
-	// Exactly as the Golioth documentation (seed 001) makes a root.
+	// Exactly as Golioth's certificate guide makes a root.
 	openssl(t, work, true, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "k.pem")
 	openssl(t, work, true, "req", "-x509", "-new", "-nodes", "-key", "k.pem", "-sha256", "-subj", "/C=BR/CN=Root x", "-days", "1024", "-out", "c.pem")
 	openssl(t, work, true, "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "other.pem")

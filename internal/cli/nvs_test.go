@@ -10,7 +10,7 @@ import (
 	"github.com/credloop/credloop/boards/esp32/nvs"
 )
 
-// The usage example of `nvs build`: Golioth PSK keys and seed 002's
+// The usage example of `nvs build`: Golioth PSK keys and the ESP32 rotation example's
 // rotated certificate and key.
 const nvsTestCSV = `key,type,encoding,value
 example,namespace,,

@@ -14,7 +14,7 @@ import (
 // PrepareCSR generates a P-256 key on the device, keeps it in the pending
 // slot of the store (KeyCSRKey) and returns a DER certificate signing
 // request for it. A zero subject means O=<Project>, CN=<ID> (the Golioth
-// certificate convention of seed 001). The private key never leaves the
+// certificate convention of Golioth's guide). The private key never leaves the
 // model. Calling PrepareCSR again replaces the pending key, which makes
 // the earlier CSR useless.
 //

@@ -12,7 +12,7 @@ import (
 )
 
 // Store keys used by the model. All fit the NVS 15-byte key limit. The
-// rotated slot uses the names of the ESP32 firmware in seed 002 and holds
+// rotated slot uses the names of the ESP32 rotation example's firmware and holds
 // PEM strings, so an NVS image built from a MemStore looks like the real one.
 const (
 	KeyRotatedCert  = "client_cert" // rotated chain, PEM, leaf first
@@ -64,7 +64,7 @@ type Config struct {
 	ID      string
 	Project string
 	// Factory is the credential in read-only factory storage (embedded in
-	// the firmware, as in seed 002). It is kept here, never in the Store,
+	// the firmware, as in the ESP32 rotation example). It is kept here, never in the Store,
 	// so no store operation or power cut can damage it. For a PSK device it
 	// is the main key until the first swap writes the main slot.
 	Factory Credential
@@ -144,7 +144,7 @@ func (s State) String() string {
 // the caller connects, reports the outcome, and resets or power cycles it.
 // Methods are safe for concurrent use.
 //
-// Lifecycle, for a certificate rotation (seed 002, with the fallback of its
+// Lifecycle, for a certificate rotation (the ESP32 rotation example, with the fallback of its
 // "common mistakes" section):
 //
 //	ApplyRotation        store cert+key in the rotated slot (unconfirmed), BootCount=0

@@ -32,7 +32,7 @@ type Rotation struct {
 // String describes the rotation without secrets.
 func (r Rotation) String() string { return "rotation to " + r.Credential.String() }
 
-// rotationPayload is the JSON of seed 002:
+// rotationPayload is the JSON of the ESP32 rotation example:
 // {"new_certificate": "<PEM>", "new_private_key": "<PEM>"}.
 type rotationPayload struct {
 	NewCertificate *string `json:"new_certificate"`
@@ -189,7 +189,7 @@ func decodeKeyPEM(data []byte) ([]byte, error) {
 }
 
 // encodeChainPEM and encodeKeyPEM produce what the rotated slot stores:
-// PEM strings, as the ESP32 firmware of seed 002 keeps them in NVS.
+// PEM strings, as the ESP32 rotation example's firmware keeps them in NVS.
 func encodeChainPEM(chain [][]byte) []byte {
 	var buf bytes.Buffer
 	for _, der := range chain {

@@ -148,7 +148,7 @@ func TestOpenSSLCRL(t *testing.T) {
 	}
 }
 
-// TestOpenSSLCSR: a CSR made as in seed 001 is accepted with Organization
+// TestOpenSSLCSR: a CSR made as in Golioth's certificate guide is accepted with Organization
 // "proj" and refused with another, and the certificate verifies in openssl.
 func TestOpenSSLCSR(t *testing.T) {
 	peer.Require(t, "openssl")
@@ -200,7 +200,7 @@ func TestOpenSSLCSR(t *testing.T) {
 	}
 }
 
-// TestOpenSSLImport imports a root made with the seed 001 commands, with
+// TestOpenSSLImport imports a root made with the commands of Golioth's certificate guide, with
 // and without an intermediate, issues from it, and checks openssl and Go
 // agree on the result; a root with someone else's key is refused.
 func TestOpenSSLImport(t *testing.T) {

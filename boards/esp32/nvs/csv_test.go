@@ -11,7 +11,7 @@ import (
 
 // goliothCSV provisions the Golioth ESP-IDF samples (namespace "example",
 // PROTOCOLS.md section 3) and rotated certificates in namespace "certs"
-// (seed 002), stored as strings as nvs_set_str stores them.
+// (the ESP32 rotation example), stored as strings as nvs_set_str stores them.
 const goliothCSV = `key,type,encoding,value
 # Golioth PSK credentials for the ESP-IDF samples
 example,namespace,,
@@ -19,7 +19,7 @@ g_psk_id,data,string,device-1@my-project
 g_psk,data,string,supersecret
 w_ssid,data,string,lab-wifi
 w_pass,data,string,lab-password
-# rotated certificate and key (seed 002)
+# rotated certificate and key (the ESP32 rotation example)
 certs,namespace,,
 client_cert,file,string,device.crt.pem
 client_key,file,string,device.key.pem
