@@ -13,16 +13,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/credloop/credloop/cloud/coap"
-	"github.com/credloop/credloop/cloud/httpapi"
-	"github.com/credloop/credloop/cloud/mqtt"
+	"github.com/credloop/credloop/cloud/internal/coap"
+	"github.com/credloop/credloop/cloud/internal/httpapi"
+	"github.com/credloop/credloop/cloud/internal/mqtt"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -97,18 +95,6 @@ type Cloud struct {
 	watching  sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// enforced are the event kinds after which live sessions are checked
-// again: a revocation or a disable made by another process (the CLI)
-// reaches the sessions this process holds.
-var enforced = map[string]bool{
-	"ca.revoke":               true,
-	"credential.revoked":      true,
-	"credential.state":        true,
-	"certificate.deactivated": true,
-	"device.disabled":         true,
-	"ca.deactivated":          true,
 }
 
 // New opens (or creates) the CA and registry and starts the endpoints.
@@ -217,7 +203,7 @@ func (c *Cloud) watch(ctx context.Context) {
 	if err != nil {
 		c.opts.Logger.Error("revocation watch", "err", err)
 	}
-	kinds := slices.Sorted(maps.Keys(enforced))
+	kinds := registry.EnforcedKinds()
 	gap := time.NewTimer(0)
 	defer gap.Stop()
 	for {
@@ -233,7 +219,7 @@ func (c *Cloud) watch(ctx context.Context) {
 			if err == nil {
 				after = last
 				if len(evs) > 0 {
-					c.revalidate(ctx, evs[0].Kind)
+					c.revalidate(ctx, string(evs[0].Kind))
 				}
 			}
 		}
@@ -310,15 +296,6 @@ func (c *Cloud) Addrs() Addrs {
 	}
 	return a
 }
-
-// CoAP is the DTLS/CoAP endpoint (nil when off).
-func (c *Cloud) CoAP() *coap.Server { return c.coap }
-
-// MQTT is the MQTT-over-TLS endpoint (nil when off).
-func (c *Cloud) MQTT() *mqtt.Server { return c.mqtt }
-
-// HTTPS is the HTTPS endpoint (nil when off).
-func (c *Cloud) HTTPS() *httpapi.Server { return c.https }
 
 // otherCAs loads the CAs of dir other than the default one, whose CRLs and
 // chains the HTTPS endpoint serves too.

@@ -111,7 +111,7 @@ func TestIdleSessionClosed(t *testing.T) {
 	if !strings.Contains(ev.Reason, "idle") {
 		t.Fatalf("reason = %q", ev.Reason)
 	}
-	if n := len(c.CoAP().Sessions()); n != 0 {
+	if n := cloud.CoAPSessions(c); n != 0 {
 		t.Fatalf("%d sessions still live", n)
 	}
 }

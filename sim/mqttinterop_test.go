@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credloop/credloop/cloud/crl"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/crl"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/peer"

@@ -24,7 +24,6 @@ import (
 
 	"github.com/credloop/credloop/boards/cc3220"
 	"github.com/credloop/credloop/cloud"
-	"github.com/credloop/credloop/cloud/mqtt"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
@@ -454,7 +453,7 @@ func TestPowerCutDuringRotation(t *testing.T) {
 	// session right after: mark the log past that event.
 	mark := v.waitEvent(registry.Filter{Kind: "auth.mqtt", Device: udid, Outcome: registry.OutcomeOK}).Seq
 	e.CutPowerAt("set:client_cert")
-	if err := v.c.MQTT().Rotate(v.ctx, project, udid, mqtt.RotateOptions{Mode: mqtt.RotateKey}); err != nil {
+	if err := v.c.Rotate(v.ctx, project, udid, cloud.RotateOptions{Mode: cloud.RotateKey}); err != nil {
 		t.Fatal(err)
 	}
 	// The board loses power in the write and boots again.
@@ -586,7 +585,7 @@ func TestRotation(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			mark := last
-			if err := v.c.MQTT().Rotate(v.ctx, project, udid, mqtt.RotateOptions{Mode: mqtt.RotateKey, Broken: tc.broken}); err != nil {
+			if err := v.c.Rotate(v.ctx, project, udid, cloud.RotateOptions{Mode: cloud.RotateKey, Broken: tc.broken}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := b.con.Expect(v.ctx, `\[MQTT\] Connected to [^\n]*\(`+tc.slot+`\)\n`, hil.ExpectOptions{Timeout: 15 * time.Second}); err != nil {

@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"github.com/credloop/credloop/boards/esp32/nvs"
-	"github.com/credloop/credloop/cloud/mqtt"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
@@ -97,7 +97,7 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 	// The board is online once it has its CONNACK; the cloud records the
 	// session right after. Mark the log past that event, so the waits
 	// below see only what follows.
-	seq := c.event(t, 0, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
+	seq := c.event(t, 0, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
 	if err := b.drv.Provision(ctx, provisioned); err != nil {
 		t.Fatal(err)
 	}
@@ -105,8 +105,8 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 	wantContains(t, "online line", b.online(ctx), "as dev-7", "NVS certificate fp="+fpProv)
 	// JITP: the first connection registered the certificate, the retry
 	// got in.
-	c.event(t, seq, registry.Filter{Kind: mqtt.KindRegistered})
-	ev := c.event(t, seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"})
+	c.event(t, seq, registry.Filter{Kind: registry.EventMQTTRegistered})
+	ev := c.event(t, seq, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"})
 	if ev.Credential != fakeca.Fingerprint(provCert.Raw) {
 		t.Errorf("the cloud saw %s, want the provisioned certificate", ev.Credential)
 	}
@@ -129,11 +129,11 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantContains(t, "online line after emulator restart", b.online(ctx), "NVS certificate fp="+fpProv)
-	seq = c.event(t, ev.Seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
+	seq = c.event(t, ev.Seq, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"}).Seq
 
 	// A rotation the board cannot connect with: stored, three failed
 	// boots, back to the factory certificate.
-	if err := c.MQTT().Rotate(ctx, "acme", "dev-7", mqtt.RotateOptions{Mode: mqtt.RotateKey, Broken: true}); err != nil {
+	if err := c.Rotate(ctx, "acme", "dev-7", cloud.RotateOptions{Mode: cloud.RotateKey, Broken: true}); err != nil {
 		t.Fatal(err)
 	}
 	b.expectLines(ctx, "Certificate rotation command received.")
@@ -147,8 +147,8 @@ func TestConsoleProvisionRotationFallback(t *testing.T) {
 		"rotated certificate failed 3 boots, falling back to factory credentials",
 		"Using factory certificates.")
 	wantContains(t, "online line after the fallback", b.online(ctx), "factory certificate fp="+fpFactory)
-	c.event(t, seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeFail, Device: "dev-7"})
-	ev = c.event(t, seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"})
+	c.event(t, seq, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail, Device: "dev-7"})
+	ev = c.event(t, seq, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-7"})
 	if ev.Credential != fakeca.Fingerprint(factoryCert.Raw) {
 		t.Errorf("after the fallback the cloud saw %s, want the factory certificate", ev.Credential)
 	}
@@ -186,7 +186,7 @@ func TestPowerCutDuringCredentialWrite(t *testing.T) {
 		{
 			name: "firmware stores a rotation",
 			write: func(t *testing.T, b *board, c *testCloud, _ Credentials) {
-				if err := c.MQTT().Rotate(c.ctx, "acme", "dev-9", mqtt.RotateOptions{Mode: mqtt.RotateKey}); err != nil {
+				if err := c.Rotate(c.ctx, "acme", "dev-9", cloud.RotateOptions{Mode: cloud.RotateKey}); err != nil {
 					t.Fatal(err)
 				}
 				// The handler's lines may or may not make it out before
@@ -217,14 +217,14 @@ func TestPowerCutDuringCredentialWrite(t *testing.T) {
 			before, _ := nvs.Read(b.emu.FlashImage())
 			oldPEM, _ := before.Get("certs", devicemodel.KeyRotatedCert)
 
-			seq := c.event(t, 0, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-9"}).Seq
+			seq := c.event(t, 0, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-9"}).Seq
 			b.emu.CutPowerAt("set:" + devicemodel.KeyRotatedCert)
 			tt.write(t, b, c, next)
 			if err := b.drv.WaitBoot(ctx); err != nil {
 				t.Fatal(err)
 			}
 			wantContains(t, "online line after the cut", b.online(ctx), "NVS certificate fp="+fpOld)
-			ev := c.event(t, seq, registry.Filter{Kind: mqtt.KindAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-9"})
+			ev := c.event(t, seq, registry.Filter{Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Device: "dev-9"})
 			if ev.Credential != fakeca.Fingerprint(oldCert.Raw) {
 				t.Errorf("the cloud saw %s, want the old certificate", ev.Credential)
 			}

@@ -15,9 +15,9 @@ type Event struct {
 	Time       time.Time
 	Project    string
 	Device     string
-	Credential string // a fingerprint or PSK identity, never a secret
-	Kind       string // e.g. "auth.psk", "auth.cert", "provision.auto", "est.enroll", "device.created"
-	Outcome    string // "ok" or "fail"
+	Credential string    // a fingerprint or PSK identity, never a secret
+	Kind       EventKind // e.g. "auth.psk", "auth.cert", "provision.auto", "est.enroll", "device.created"
+	Outcome    string    // "ok" or "fail"
 	Reason     string
 }
 
@@ -69,10 +69,10 @@ func (r *Registry) Record(ctx context.Context, e Event) (Event, error) {
 type Filter struct {
 	Project string
 	Device  string
-	Kind    string
+	Kind    EventKind
 	// Kinds, when not empty, keeps only events whose kind is one of these
 	// exactly (in addition to Kind).
-	Kinds    []string
+	Kinds    []EventKind
 	Outcome  string
 	AfterSeq int64 // only events with Seq > AfterSeq
 	UpToSeq  int64 // if > 0, only events with Seq <= UpToSeq
@@ -90,18 +90,19 @@ func (f Filter) Match(e Event) bool {
 		return false
 	}
 	if prefix, ok := f.kindPrefix(); ok {
-		return strings.HasPrefix(e.Kind, prefix)
+		return strings.HasPrefix(string(e.Kind), prefix)
 	}
 	return f.Kind == "" || e.Kind == f.Kind
 }
 
 // kindPrefix returns the prefix Kind stands for, if it is a prefix match.
 func (f Filter) kindPrefix() (string, bool) {
+	k := string(f.Kind)
 	switch {
-	case strings.HasSuffix(f.Kind, "*"):
-		return strings.TrimSuffix(f.Kind, "*"), true
-	case strings.HasSuffix(f.Kind, "."):
-		return f.Kind, true
+	case strings.HasSuffix(k, "*"):
+		return strings.TrimSuffix(k, "*"), true
+	case strings.HasSuffix(k, "."):
+		return k, true
 	}
 	return "", false
 }

@@ -251,7 +251,7 @@ func TestWaitEventClose(t *testing.T) {
 func TestFilterKindsAndUpTo(t *testing.T) {
 	r := openMem(t, nil)
 	ctx := context.Background()
-	for _, k := range []string{"auth.psk", "device.disabled", "auth.psk", "ca.revoke", "device.disabled"} {
+	for _, k := range []EventKind{"auth.psk", "device.disabled", "auth.psk", "ca.revoke", "device.disabled"} {
 		must[Event](t)(r.Record(ctx, Event{Kind: k}))
 	}
 	for _, tt := range []struct {
@@ -259,10 +259,10 @@ func TestFilterKindsAndUpTo(t *testing.T) {
 		f    Filter
 		want []int64
 	}{
-		{"kinds", Filter{Kinds: []string{"ca.revoke", "device.disabled"}}, []int64{2, 4, 5}},
-		{"kinds up to", Filter{Kinds: []string{"ca.revoke", "device.disabled"}, UpToSeq: 4}, []int64{2, 4}},
-		{"kinds after up to", Filter{Kinds: []string{"device.disabled"}, AfterSeq: 2, UpToSeq: 4}, nil},
-		{"kind and kinds", Filter{Kind: "auth.*", Kinds: []string{"auth.psk", "ca.revoke"}}, []int64{1, 3}},
+		{"kinds", Filter{Kinds: []EventKind{"ca.revoke", "device.disabled"}}, []int64{2, 4, 5}},
+		{"kinds up to", Filter{Kinds: []EventKind{"ca.revoke", "device.disabled"}, UpToSeq: 4}, []int64{2, 4}},
+		{"kinds after up to", Filter{Kinds: []EventKind{"device.disabled"}, AfterSeq: 2, UpToSeq: 4}, nil},
+		{"kind and kinds", Filter{Kind: "auth.*", Kinds: []EventKind{"auth.psk", "ca.revoke"}}, []int64{1, 3}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			evs := must[[]Event](t)(r.Events(ctx, tt.f))

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/cloud"
-	"github.com/credloop/credloop/cloud/crl"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/crl"
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
@@ -667,7 +667,7 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 	if already {
 		fmt.Fprintf(env.Stdout, "serial %s of %s was already revoked at %s (reason %s)\n", serial, role, rfc3339(rev.Time), reasonName(rev.Reason))
 	} else {
-		recordEvent(ctx, env, reg, registry.Event{Kind: evCertRevoked, Credential: "serial:" + serial,
+		recordEvent(ctx, env, reg, registry.Event{Kind: registry.EventCARevoke, Credential: "serial:" + serial,
 			Reason: fmt.Sprintf("serial %s of %s %.8s revoked (%s) %s", serial, issuer.Cert.Subject.CommonName, issuerFP, reasonName(reason), cliEventReasonFrom)})
 		fmt.Fprintf(env.Stdout, "revoked serial %s\n", serial)
 	}
@@ -694,7 +694,7 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 		if err := reg.SetCAActive(ctx, cr.ID, false); err != nil {
 			return err
 		}
-		recordEvent(ctx, env, reg, registry.Event{Project: cr.Project, Credential: cr.ID, Kind: "ca.deactivated",
+		recordEvent(ctx, env, reg, registry.Event{Project: cr.Project, Credential: cr.ID, Kind: registry.EventCADeactivated,
 			Reason: fmt.Sprintf("registered CA %s revoked (%s) %s", ca.Subject.CommonName, reasonName(reason), cliEventReasonFrom)})
 		fmt.Fprintf(env.Stdout, "CA registration %.16s (%s, project %s) deactivated: certificates under it are refused\n", cr.ID, ca.Subject.CommonName, cr.Project)
 	}
@@ -705,7 +705,7 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 			continue
 		}
 		hit = append(hit, now)
-		recordEvent(ctx, env, reg, registry.Event{Project: now.Project, Device: now.Device, Credential: now.Fingerprint, Kind: evCredRevoked,
+		recordEvent(ctx, env, reg, registry.Event{Project: now.Project, Device: now.Device, Credential: now.Fingerprint, Kind: registry.EventCredentialRevoked,
 			Reason: fmt.Sprintf("certificate serial %s revoked (%s) %s", serial, reasonName(reason), cliEventReasonFrom)})
 	}
 	if len(hit) == 0 {
@@ -941,7 +941,7 @@ func caRegister(ctx context.Context, env *Env) (err error) {
 			tw.Flush()
 			return err
 		}
-		recordEvent(ctx, env, reg, registry.Event{Project: *project, Credential: cr.ID, Kind: evCARegistered,
+		recordEvent(ctx, env, reg, registry.Event{Project: *project, Credential: cr.ID, Kind: registry.EventCARegistered,
 			Reason: fmt.Sprintf("registered %s mode %s template %q %s %s", cr.Subject, mode, *template, status, cliEventReasonFrom)})
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", cr.ID, cr.Subject, dashIfEmpty(*template))
 	}

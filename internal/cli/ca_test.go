@@ -317,7 +317,7 @@ func TestCARevokeCRL(t *testing.T) {
 	if c, err := reg.Credential(ctx, cred.ID); err != nil || c.State != registry.StateRevoked {
 		t.Fatalf("credential after revoke: %v, %v", c.State, err)
 	}
-	if evs, err := reg.Events(ctx, registry.Filter{Kind: evCredRevoked, Device: "dev1"}); err != nil || len(evs) != 1 {
+	if evs, err := reg.Events(ctx, registry.Filter{Kind: registry.EventCredentialRevoked, Device: "dev1"}); err != nil || len(evs) != 1 {
 		t.Fatalf("credential.revoked events: %d, %v", len(evs), err)
 	}
 	r = mustCLI(t, "ca", "revoke", "--dir", dir, "--serial", serial1)

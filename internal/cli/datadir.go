@@ -294,24 +294,8 @@ func recordEvent(ctx context.Context, env *Env, reg *registry.Registry, e regist
 	}
 }
 
-// Event kinds the CLI records for the changes it makes.
-const (
-	evProjectCreated   = "project.created"
-	evRootTrusted      = "project.trust"
-	evRootUntrusted    = "project.untrust"
-	evDeviceCreated    = "device.created"
-	evDeviceDisabled   = "device.disabled"
-	evDeviceEnabled    = "device.enabled"
-	evCredAdded        = "credential.added"
-	evCredRevoked      = "credential.revoked"
-	evCertRevoked      = "ca.revoke"
-	evCARegistered     = "ca.register"
-	evTemplatePut      = "project.template"
-	evCertActivated    = "certificate.activated"
-	evCertDeactivated  = "certificate.deactivated"
-	evAllowed          = "allowlist.added"
-	cliEventReasonFrom = "by credloop CLI"
-)
+// cliEventReasonFrom is the reason of the events the CLI records.
+const cliEventReasonFrom = "by credloop CLI"
 
 // newTable returns a tabwriter for aligned columns; Flush it when done.
 func newTable(w io.Writer) *tabwriter.Writer {

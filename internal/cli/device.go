@@ -141,7 +141,7 @@ func addPSKs(ctx context.Context, reg *registry.Registry, project, device string
 // and a generated key once, on a line of its own.
 func announcePSKs(ctx context.Context, env *Env, reg *registry.Registry, creds []registry.Credential, psks []*pskSpec) {
 	for _, c := range creds {
-		recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.PSKIdentity, Kind: evCredAdded,
+		recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.PSKIdentity, Kind: registry.EventCredentialAdded,
 			Reason: fmt.Sprintf("psk %s fp=%s added %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
 		fmt.Fprintf(env.Stdout, "  psk  %s  fp=%s  %s\n", c.PSKIdentity, short(c.Fingerprint, 8), c.State)
 	}
@@ -247,7 +247,7 @@ func deviceAdd(ctx context.Context, env *Env) (err error) {
 		}
 		return fmt.Errorf("%w (device %s not created)", err, id)
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: evDeviceCreated,
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: registry.EventDeviceCreated,
 		Reason: fmt.Sprintf("created with %d psk(s) %s", len(psks), cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "created device %s in project %s\n", d.ID, d.Project)
 	announcePSKs(ctx, env, reg, added, psks)
@@ -378,7 +378,7 @@ func devicePSKRevoke(ctx context.Context, env *Env) (err error) {
 		if err := reg.SetCredentialState(ctx, c.ID, registry.StateRevoked); err != nil {
 			return err
 		}
-		recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Credential: c.PSKIdentity, Kind: evCredRevoked,
+		recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Credential: c.PSKIdentity, Kind: registry.EventCredentialRevoked,
 			Reason: fmt.Sprintf("psk %s fp=%s revoked %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
 		fmt.Fprintf(env.Stdout, "revoked psk %s fp=%s of device %s\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
 		return nil
@@ -454,7 +454,7 @@ func evInfos(evs []registry.Event) []evInfo {
 	out := make([]evInfo, 0, len(evs))
 	for _, e := range evs {
 		out = append(out, evInfo{Seq: e.Seq, Time: e.Time, Project: e.Project, Device: e.Device, Credential: e.Credential,
-			Kind: e.Kind, Outcome: e.Outcome, Reason: e.Reason})
+			Kind: string(e.Kind), Outcome: e.Outcome, Reason: e.Reason})
 	}
 	return out
 }
@@ -693,9 +693,9 @@ func deviceSetDisabled(ctx context.Context, env *Env, disabled bool) (err error)
 	if err := reg.SetDeviceDisabled(ctx, *project, id, disabled); err != nil {
 		return err
 	}
-	kind := evDeviceEnabled
+	kind := registry.EventDeviceEnabled
 	if disabled {
-		kind = evDeviceDisabled
+		kind = registry.EventDeviceDisabled
 	}
 	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: kind, Reason: cliEventReasonFrom})
 	fmt.Fprintf(env.Stdout, "device %s of project %s %sd\n", id, *project, verb)
@@ -744,7 +744,7 @@ func deviceEvents(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	defer func() { err = errors.Join(err, reg.Close()) }()
-	evs, err := reg.Events(ctx, registry.Filter{Project: *project, Device: *device, Kind: *kind, Outcome: *outcome, AfterSeq: *since, Limit: *limit})
+	evs, err := reg.Events(ctx, registry.Filter{Project: *project, Device: *device, Kind: registry.EventKind(*kind), Outcome: *outcome, AfterSeq: *since, Limit: *limit})
 	if err != nil {
 		return err
 	}
@@ -819,9 +819,9 @@ func findCert(ctx context.Context, reg *registry.Registry, dir, idArg, certFile 
 }
 
 func deviceSetCertState(ctx context.Context, env *Env, activate bool) (err error) {
-	verb, to, kind := "deactivate", registry.StateInactive, evCertDeactivated
+	verb, to, kind := "deactivate", registry.StateInactive, registry.EventCertDeactivated
 	if activate {
-		verb, to, kind = "activate", registry.StateActive, evCertActivated
+		verb, to, kind = "activate", registry.StateActive, registry.EventCertActivated
 	}
 	fs := flagSet(env, "device "+verb, deviceActivateUsage)
 	dir := addDirFlag(fs)
@@ -979,7 +979,7 @@ func deviceAllow(ctx context.Context, env *Env) (err error) {
 		fmt.Fprintf(env.Stdout, "UDID %s is already allowed in project %s with this key (%s, fp=%s)\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
 		return nil
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: *udid, Credential: e.PublicKeyFingerprint, Kind: evAllowed,
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: *udid, Credential: e.PublicKeyFingerprint, Kind: registry.EventAllowlistAdded,
 		Reason: fmt.Sprintf("UDID %s allowed with key fp=%s %s", *udid, short(e.PublicKeyFingerprint, 8), cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "allowed UDID %s in project %s with key %s, fp=%s\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
 	return nil

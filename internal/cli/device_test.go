@@ -378,7 +378,7 @@ func TestDeviceActivateDeactivate(t *testing.T) {
 			}
 		})
 	}
-	for _, kind := range []string{"certificate.activated", "certificate.deactivated"} {
+	for _, kind := range []registry.EventKind{"certificate.activated", "certificate.deactivated"} {
 		evs, err := reg.Events(ctx, registry.Filter{Kind: kind})
 		if err != nil || len(evs) == 0 || evs[0].Credential != c.Fingerprint || evs[0].Project != "proj" {
 			t.Errorf("%s events: %+v, %v", kind, evs, err)

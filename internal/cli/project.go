@@ -84,7 +84,7 @@ func projectCreate(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: id, Kind: evProjectCreated, Reason: cliEventReasonFrom})
+	recordEvent(ctx, env, reg, registry.Event{Project: id, Kind: registry.EventProjectCreated, Reason: cliEventReasonFrom})
 	fmt.Fprintf(env.Stdout, "created project %s in %s at %s\n", p.ID, *dir, rfc3339(p.Created))
 	return nil
 }
@@ -295,7 +295,7 @@ func projectTrust(ctx context.Context, env *Env) (err error) {
 			tw.Flush()
 			return err
 		}
-		recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: root.Fingerprint, Kind: evRootTrusted,
+		recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: root.Fingerprint, Kind: registry.EventRootTrusted,
 			Reason: fmt.Sprintf("trusted %s %s", root.Subject, cliEventReasonFrom)})
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", root.Fingerprint, root.Subject, rfc3339(root.NotAfter))
 	}
@@ -353,7 +353,7 @@ func projectUntrust(ctx context.Context, env *Env) (err error) {
 	if err := reg.UntrustRoot(ctx, id, r.Fingerprint); err != nil {
 		return err
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: r.Fingerprint, Kind: evRootUntrusted,
+	recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: r.Fingerprint, Kind: registry.EventRootUntrusted,
 		Reason: fmt.Sprintf("untrusted %s %s", r.Subject, cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "project %s no longer trusts %s (%s)\n", id, r.Subject, r.Fingerprint)
 	return nil
@@ -430,7 +430,7 @@ func projectTemplate(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Kind: evTemplatePut,
+	recordEvent(ctx, env, reg, registry.Event{Project: *project, Kind: registry.EventTemplatePut,
 		Reason: fmt.Sprintf("template %s %s %s", name, verb, cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "%s template %s of project %s\n", verb, t.Name, t.Project)
 	printTemplate(env.Stdout, templateInfoOf(t))

@@ -462,7 +462,7 @@ func (e *eventFlags) compile(ts *testscript.TestScript) {
 }
 
 func (e *eventFlags) filter(after int64) registry.Filter {
-	return registry.Filter{Project: e.project, Device: e.device, Kind: e.kind, Outcome: e.outcome, AfterSeq: after}
+	return registry.Filter{Project: e.project, Device: e.device, Kind: registry.EventKind(e.kind), Outcome: e.outcome, AfterSeq: after}
 }
 
 func (e *eventFlags) match(ev registry.Event) bool { return e.re == nil || e.re.MatchString(ev.Reason) }

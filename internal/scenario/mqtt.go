@@ -13,7 +13,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/credloop/credloop/cloud/mqtt"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
@@ -92,7 +92,7 @@ func cloudOperate(ts *testscript.TestScript, w *world, sub string, args []string
 	defer cancel()
 	switch sub {
 	case "rotate":
-		var o mqtt.RotateOptions
+		var o cloud.RotateOptions
 		if len(args) < 2 {
 			ts.Fatalf("usage: cloud rotate PROJECT DEVICE --mode key|csr [--broken]")
 		}
@@ -103,7 +103,7 @@ func cloudOperate(ts *testscript.TestScript, w *world, sub string, args []string
 		if fs.NArg() != 0 {
 			ts.Fatalf("usage: cloud rotate PROJECT DEVICE --mode key|csr [--broken]")
 		}
-		ts.Check(w.cloud.MQTT().Rotate(ctx, args[0], args[1], o))
+		ts.Check(w.cloud.Rotate(ctx, args[0], args[1], o))
 	case "publish":
 		if len(args) < 1 {
 			ts.Fatalf("usage: cloud publish TOPIC (--payload TEXT | --file FILE | --rotation-of CERT --key-of KEY)")
@@ -131,7 +131,7 @@ func cloudOperate(ts *testscript.TestScript, w *world, sub string, args []string
 		default:
 			body = []byte(payload)
 		}
-		ts.Check(w.cloud.MQTT().Publish(args[0], body))
+		ts.Check(w.cloud.Publish(args[0], body))
 	case "activate":
 		if len(args) != 2 {
 			ts.Fatalf("usage: cloud activate PROJECT DEVICE")
@@ -145,7 +145,7 @@ func cloudOperate(ts *testscript.TestScript, w *world, sub string, args []string
 				continue
 			}
 			ts.Check(reg.SetCredentialState(ctx, c.ID, registry.StateActive))
-			_, err := reg.Record(ctx, registry.Event{Project: args[0], Device: args[1], Credential: c.Fingerprint, Kind: "certificate.activated", Reason: "activated by the scenario"})
+			_, err := reg.Record(ctx, registry.Event{Project: args[0], Device: args[1], Credential: c.Fingerprint, Kind: registry.EventCertActivated, Reason: "activated by the scenario"})
 			ts.Check(err)
 			n++
 		}

@@ -226,7 +226,7 @@ func (l *listener) handshake(nc net.Conn) {
 	if l.srv.checks.Load() != checks {
 		if reason := l.srv.revalidate(l.ctx, peer); reason != "" {
 			_ = s.Close()
-			l.srv.record(registry.Event{Project: peer.Project, Device: peer.Device, Credential: peer.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
+			l.srv.record(registry.Event{Project: peer.Project, Device: peer.Device, Credential: peer.Credential, Kind: registry.EventSessionClosed, Outcome: "ok", Reason: reason})
 			return
 		}
 	}

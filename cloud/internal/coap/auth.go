@@ -14,7 +14,7 @@ import (
 
 	"github.com/pion/dtls/v3"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/dtlspsk"
 	"github.com/credloop/credloop/internal/fakeca"
@@ -33,18 +33,6 @@ type Peer struct {
 	Chain []*x509.Certificate
 	Addr  net.Addr
 }
-
-// Event kinds recorded by the endpoint.
-const (
-	KindAuthPSK       = "auth.psk"
-	KindAuthCert      = "auth.cert"
-	KindProvisionAuto = "provision.auto"
-	KindCredAdded     = "credential.added"
-	KindSessionClosed = "session.closed"
-	KindESTEnroll     = "est.enroll"
-	KindESTReenroll   = "est.reenroll"
-	KindPKICSR        = "pki.csr"
-)
 
 // handshakeState carries what the callbacks of one handshake learned, so
 // that the outcome (success or the precise reason of a failure) is recorded
@@ -98,13 +86,13 @@ func (hs *handshakeState) fail(err error) {
 	}
 	switch method {
 	case "psk":
-		ev.Kind = KindAuthPSK
+		ev.Kind = registry.EventAuthPSK
 	case "cert":
-		ev.Kind = KindAuthCert
+		ev.Kind = registry.EventAuthCert
 	default:
 		// Failed before either method was chosen (no common suite, garbage,
 		// timeout): nothing identifies a device.
-		ev.Kind = "auth.handshake"
+		ev.Kind = registry.EventAuthHandshake
 	}
 	ev.Reason = reason
 	hs.srv.record(ev)
@@ -355,19 +343,19 @@ func (s *Server) admit(ctx context.Context, hs *handshakeState) (Peer, error) {
 	p := Peer{Project: hs.project, Device: hs.device, Method: hs.method, Credential: hs.credential, CredentialID: hs.credID, Chain: hs.chain}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
-	kind := KindAuthPSK
+	kind := registry.EventAuthPSK
 	if p.Method == "cert" {
-		kind = KindAuthCert
+		kind = registry.EventAuthCert
 		if hs.newDevice {
 			if _, _, err := s.reg.EnsureDevice(ctx, p.Project, p.Device, true); err != nil {
-				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "fail", Reason: err.Error()})
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventProvisionAuto, Outcome: "fail", Reason: err.Error()})
 				return p, err
 			}
 		}
 		if hs.newCert {
 			cred, err := s.reg.AddCertificate(ctx, p.Project, p.Device, hs.chain[0].Raw, registry.StateActive)
 			if err != nil && !errors.Is(err, registry.ErrExists) {
-				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "fail", Reason: err.Error()})
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventProvisionAuto, Outcome: "fail", Reason: err.Error()})
 				return p, err
 			}
 			if err == nil {
@@ -379,10 +367,10 @@ func (s *Server) admit(ctx context.Context, hs *handshakeState) (Peer, error) {
 				p.CredentialID = known.ID
 			}
 			if hs.newDevice {
-				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionAuto, Outcome: "ok",
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventProvisionAuto, Outcome: "ok",
 					Reason: "device created on first connect; chain verified to " + hs.chain[len(hs.chain)-1].Subject.CommonName})
 			} else {
-				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindCredAdded, Outcome: "ok",
+				s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventCredentialAdded, Outcome: "ok",
 					Reason: "certificate signed by a trusted root added to existing device"})
 			}
 		}

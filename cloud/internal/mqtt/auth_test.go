@@ -50,7 +50,7 @@ func TestActiveCertificateConnects(t *testing.T) {
 			id := tc.id()
 			seq := e.mark()
 			c := e.mustConnect(id, "client-"+tc.device)
-			ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT, Device: tc.device})
+			ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT, Device: tc.device})
 			if ev.Outcome != registry.OutcomeOK || ev.Reason != "session established" || ev.Project != "acme" || ev.Credential != fakeca.Fingerprint(id.cert.Raw) {
 				t.Fatalf("auth event = %+v", ev)
 			}
@@ -127,7 +127,7 @@ func TestRefused(t *testing.T) {
 				c.Disconnect(0)
 				t.Fatal("connected")
 			}
-			ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT})
+			ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT})
 			if ev.Outcome != registry.OutcomeFail || ev.Reason != tc.reason || ev.Credential != fakeca.Fingerprint(id.cert.Raw) {
 				t.Fatalf("event = %+v, want reason %q", ev, tc.reason)
 			}
@@ -181,13 +181,13 @@ func TestJITP(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("registration message = %s\nwant %v", msg[1], want)
 	}
-	if ev := e.event(seq, registry.Filter{Kind: KindRegistered}); ev.Reason != msg[1] || ev.Credential != fp || ev.Device != "hw-1" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventMQTTRegistered}); ev.Reason != msg[1] || ev.Credential != fp || ev.Device != "hw-1" {
 		t.Fatalf("registered event = %+v", ev)
 	}
-	if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate PENDING_ACTIVATION" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate PENDING_ACTIVATION" {
 		t.Fatalf("auth event = %+v", ev)
 	}
-	if ev := e.event(seq, registry.Filter{Kind: KindProvisionJITP}); !strings.HasPrefix(ev.Reason, "certificate registered PENDING_ACTIVATION") {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventProvisionJITP}); !strings.HasPrefix(ev.Reason, "certificate registered PENDING_ACTIVATION") {
 		t.Fatalf("first provision event = %+v", ev)
 	}
 
@@ -196,10 +196,10 @@ func TestJITP(t *testing.T) {
 	seq = e.mark()
 	c := e.mustConnect(id, "hw-1")
 	defer c.Disconnect(0)
-	if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Outcome != registry.OutcomeOK {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Outcome != registry.OutcomeOK {
 		t.Fatalf("retry event = %+v", ev)
 	}
-	evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: KindProvisionJITP, Outcome: registry.OutcomeOK})
+	evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: registry.EventProvisionJITP, Outcome: registry.OutcomeOK})
 	if err != nil || len(evs) != 2 || evs[1].Reason != "template applied, thing hw-1 created, certificate ACTIVE" {
 		t.Fatalf("provision events = %+v, %v", evs, err)
 	}
@@ -237,12 +237,12 @@ func TestJITPTemplate(t *testing.T) {
 			if _, err := e.connect(id, "q"); err == nil {
 				t.Fatal("first connect got a CONNACK")
 			}
-			ev := e.event(seq, registry.Filter{Kind: KindProvisionJITP})
+			ev := e.event(seq, registry.Filter{Kind: registry.EventProvisionJITP})
 			for ev.Reason != tc.reason {
 				if !strings.HasPrefix(ev.Reason, "certificate registered") {
 					t.Fatalf("provision event = %+v, want %q", ev, tc.reason)
 				}
-				ev = e.event(ev.Seq, registry.Filter{Kind: KindProvisionJITP})
+				ev = e.event(ev.Seq, registry.Filter{Kind: registry.EventProvisionJITP})
 			}
 			cred, err := e.reg.CertificateByFingerprint(e.ctx, fakeca.Fingerprint(id.cert.Raw))
 			if err != nil || cred.State != tc.state {
@@ -276,15 +276,15 @@ func TestJITR(t *testing.T) {
 			c.Disconnect(0)
 			t.Fatalf("connect %d got a CONNACK", i+1)
 		}
-		if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Reason != "certificate PENDING_ACTIVATION" {
+		if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Reason != "certificate PENDING_ACTIVATION" {
 			t.Fatalf("auth event = %+v", ev)
 		}
-		e.event(seq, registry.Filter{Kind: KindRegistered, Device: "jr-1"})
+		e.event(seq, registry.Filter{Kind: registry.EventMQTTRegistered, Device: "jr-1"})
 	}
 	if n := announced.Load(); n != 2 {
 		t.Fatalf("%d registration messages, want 2", n)
 	}
-	evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: KindProvisionJITR})
+	evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: registry.EventProvisionJITR})
 	if err != nil || len(evs) != 1 || evs[0].Reason != "certificate registered PENDING_ACTIVATION (CA "+fakeca.Fingerprint(ca.Cert.Raw)[:8]+"), attached to thing jr-1" {
 		t.Fatalf("provision events = %+v, %v", evs, err)
 	}
@@ -321,7 +321,7 @@ func TestDrop(t *testing.T) {
 	case <-time.After(wait):
 		t.Fatal("the client never noticed")
 	}
-	if ev := e.event(seq, registry.Filter{Kind: KindSessionClosed}); ev.Device != "dev1" || ev.Reason != "certificate revoked" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventSessionClosed}); ev.Device != "dev1" || ev.Reason != "certificate revoked" {
 		t.Fatalf("event = %+v", ev)
 	}
 	if s := e.srv.Sessions(); len(s) != 1 || s[0].Device != "dev2" {
@@ -353,7 +353,7 @@ func TestRevocationRacingHandshake(t *testing.T) {
 	if n := dropped.Load(); n != 0 {
 		t.Fatalf("Drop found %d sessions; the race was not reproduced", n)
 	}
-	if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate revoked" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate revoked" {
 		t.Fatalf("event = %+v", ev)
 	}
 	if len(e.srv.Sessions()) != 0 {

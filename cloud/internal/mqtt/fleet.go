@@ -9,7 +9,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -58,13 +58,13 @@ func (s *Server) fleet(sess *session, cl *mochi.Client, r request, payload []byt
 	switch r.op {
 	case opCreateFromCSR:
 		answer, ev, rej = s.createFromCSR(ctx, p, r.format, payload)
-		ev.Kind = KindFleetCreateFromCSR
+		ev.Kind = registry.EventFleetCreateCSR
 	case opCreate:
 		answer, ev, rej = s.createKeys(ctx, p, r.format, payload)
-		ev.Kind = KindFleetCreate
+		ev.Kind = registry.EventFleetCreate
 	case opProvision:
 		answer, ev, rej = s.registerThing(ctx, sess, r, payload)
-		ev.Kind = KindFleetProvision
+		ev.Kind = registry.EventFleetProvision
 	default:
 		return
 	}
@@ -160,7 +160,7 @@ func (s *Server) createKeys(ctx context.Context, p Peer, format string, payload 
 		return nil, registry.Event{Credential: acc.CertificateID}, rej
 	}
 	acc.PrivateKey = string(keyPEM)
-	s.record(registry.Event{Project: p.Project, Credential: acc.CertificateID, Kind: KindKeyOverTheWire, Outcome: registry.OutcomeOK,
+	s.record(registry.Event{Project: p.Project, Credential: acc.CertificateID, Kind: registry.EventKeyOverTheWire, Outcome: registry.OutcomeOK,
 		Reason: "CreateKeysAndCertificate: private key of certificate " + acc.CertificateID + " sent to the requesting client"})
 	return acc, registry.Event{Credential: acc.CertificateID, Reason: "certificate " + acc.CertificateID + " and its key issued, PENDING_ACTIVATION"}, nil
 }

@@ -9,7 +9,7 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 )
 
@@ -56,7 +56,7 @@ func (h *hook) OnConnectAuthenticate(cl *mochi.Client, _ packets.Packet) bool {
 		_ = h.s.reg.TouchDevice(ctx, p.Project, p.Device, h.s.now())
 		cancel()
 	}
-	h.s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeOK, Reason: reason})
+	h.s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeOK, Reason: reason})
 	h.s.log.Info("session established", "project", p.Project, "device", p.Device, "role", p.Role, "client", endpoint.Printable(cl.ID), "credential", short(p.Credential))
 	return true
 }

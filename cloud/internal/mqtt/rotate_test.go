@@ -58,7 +58,7 @@ func TestRotate(t *testing.T) {
 					t.Fatal(err)
 				}
 				next = identity{cert: chain[0], key: key, chain: chain[1:]}
-				if ev := e.event(seq, registry.Filter{Kind: KindKeyOverTheWire, Device: thing}); ev.Credential != fakeca.Fingerprint(chain[0].Raw) {
+				if ev := e.event(seq, registry.Filter{Kind: registry.EventKeyOverTheWire, Device: thing}); ev.Credential != fakeca.Fingerprint(chain[0].Raw) {
 					t.Fatalf("key event = %+v", ev)
 				}
 			} else {
@@ -78,11 +78,11 @@ func TestRotate(t *testing.T) {
 					t.Fatalf("answer = %v", acc)
 				}
 				next = identity{cert: chain[0], key: key, chain: chain[1:]}
-				if ev := e.event(seq, registry.Filter{Kind: KindRotationCSR, Device: thing}); ev.Outcome != registry.OutcomeOK || ev.Credential != acc["certificateId"] {
+				if ev := e.event(seq, registry.Filter{Kind: registry.EventRotationCSR, Device: thing}); ev.Outcome != registry.OutcomeOK || ev.Credential != acc["certificateId"] {
 					t.Fatalf("csr event = %+v", ev)
 				}
 			}
-			if ev := e.event(seq, registry.Filter{Kind: KindRotationRequest, Device: thing}); !strings.HasPrefix(ev.Reason, "mode "+tc.mode) {
+			if ev := e.event(seq, registry.Filter{Kind: registry.EventRotationRequest, Device: thing}); !strings.HasPrefix(ev.Reason, "mode "+tc.mode) {
 				t.Fatalf("request event = %+v", ev)
 			}
 			if s := next.cert.Subject; s.CommonName != thing || len(s.Organization) != 1 || s.Organization[0] != "acme" {
@@ -95,7 +95,7 @@ func TestRotate(t *testing.T) {
 					nc.Disconnect(0)
 					t.Fatal("the broken certificate connected")
 				}
-				if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Reason != "signed by an unregistered CA" {
+				if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Reason != "signed by an unregistered CA" {
 					t.Fatalf("event = %+v", ev)
 				}
 			} else if err != nil {

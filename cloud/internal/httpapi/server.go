@@ -16,15 +16,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/credloop/credloop/cloud/crl"
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/internal/crl"
 	"github.com/credloop/credloop/internal/fakeca"
-)
-
-// Event kinds this endpoint records.
-const (
-	KindProvisionCSR = "provision.csr"
 )
 
 // DefaultCA is the name under which Options.Authority is served.

@@ -78,7 +78,7 @@ func parseCSRBody(body []byte) (*x509.CertificateRequest, error) {
 // CC3220 style). The CSR's CN is the device UDID; it must be on the
 // allowlist with the CSR's public key.
 func (s *Server) provisionCSR(w http.ResponseWriter, r *http.Request) {
-	ev := registry.Event{Kind: KindProvisionCSR}
+	ev := registry.Event{Kind: registry.EventProvisionCSR}
 	body, err := readBody(http.MaxBytesReader(w, r.Body, MaxBody+1))
 	var csr *x509.CertificateRequest
 	if err == nil {

@@ -73,10 +73,10 @@ func TestMosquittoJITP(t *testing.T) {
 	seq := e.mark()
 	out := runFail(t, dir, pub, publish...)
 	t.Logf("first connect: %s", strings.TrimSpace(out))
-	if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Reason != "certificate PENDING_ACTIVATION" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Reason != "certificate PENDING_ACTIVATION" {
 		t.Fatalf("event = %+v", ev)
 	}
-	e.event(seq, registry.Filter{Kind: KindRegistered, Device: "hw-77"})
+	e.event(seq, registry.Filter{Kind: registry.EventMQTTRegistered, Device: "hw-77"})
 
 	// The retry: mosquitto_sub waits for one message, mosquitto_pub sends it.
 	ctx, cancel := context.WithTimeout(e.ctx, 30*time.Second)
@@ -109,7 +109,7 @@ func TestMosquittoJITP(t *testing.T) {
 	}
 	seq = e.mark()
 	runFail(t, dir, pub, publish...)
-	if ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate revoked" {
+	if ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT}); ev.Outcome != registry.OutcomeFail || ev.Reason != "certificate revoked" {
 		t.Fatalf("event = %+v", ev)
 	}
 }

@@ -26,16 +26,16 @@ func (s *Server) announce(ctx context.Context, hs *handshake) bool {
 	hs.mu.Lock()
 	ca, known, leaf := hs.ca, hs.known, hs.chain[0]
 	hs.mu.Unlock()
-	kind := KindProvisionJITP
+	kind := registry.EventProvisionJITP
 	if ca.Mode == registry.CAModeJITR {
-		kind = KindProvisionJITR
+		kind = registry.EventProvisionJITR
 	}
 	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: kind}
 	fail := func(reason string, err error) bool {
 		ev.Outcome, ev.Reason = registry.OutcomeFail, reason
 		s.record(ev)
 		s.log.Error("just-in-time registration", "project", p.Project, "thing", p.Device, "credential", short(p.Credential), "reason", reason, "err", err)
-		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
 		return false
 	}
 	var cred registry.Credential
@@ -88,9 +88,9 @@ func (s *Server) announce(ctx context.Context, hs *handshake) bool {
 	if err != nil {
 		s.log.Error("publish registration event", "err", err)
 	} else {
-		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindRegistered, Outcome: registry.OutcomeOK, Reason: string(payload)})
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventMQTTRegistered, Outcome: registry.OutcomeOK, Reason: string(payload)})
 	}
-	s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail,
+	s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail,
 		Reason: "certificate PENDING_ACTIVATION"})
 	s.log.Info("certificate registered on connect, closed without CONNACK", "project", p.Project, "thing", p.Device,
 		"credential", short(p.Credential), "ca", short(ca.ID), "mode", string(ca.Mode))
@@ -111,7 +111,7 @@ func (s *Server) applyTemplate(ctx context.Context, hs *handshake) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
-	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindProvisionJITP}
+	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventProvisionJITP}
 	fail := func(reason string, err error) {
 		ev.Outcome, ev.Reason = registry.OutcomeFail, reason
 		s.record(ev)

@@ -102,7 +102,7 @@ func TestProvisionCSR(t *testing.T) {
 			if code != tt.code {
 				t.Fatalf("status %d, want %d: %s", code, tt.code, body)
 			}
-			evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: KindProvisionCSR, AfterSeq: mark})
+			evs, err := e.reg.Events(e.ctx, registry.Filter{Kind: registry.EventProvisionCSR, AfterSeq: mark})
 			if err != nil || len(evs) != 1 {
 				t.Fatalf("%d provision.csr events, %v", len(evs), err)
 			}

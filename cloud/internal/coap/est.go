@@ -12,7 +12,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/est"
 	"github.com/credloop/credloop/internal/fakeca"
@@ -90,9 +90,9 @@ func (s *Server) estCACerts(w *response, r *pool.Message) {
 // requires the session to be authenticated with the device's current
 // certificate.
 func (s *Server) estEnroll(w *response, r *pool.Message, p Peer, reenroll bool) {
-	kind := KindESTEnroll
+	kind := registry.EventESTEnroll
 	if reenroll {
-		kind = KindESTReenroll
+		kind = registry.EventESTReenroll
 	}
 	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: kind}
 	fail := func(code codes.Code, reason string) {
@@ -153,7 +153,7 @@ func (s *Server) estEnroll(w *response, r *pool.Message, p Peer, reenroll bool) 
 
 // pkiCSR is Golioth's v1/csr: a DER CSR in, a DER certificate out.
 func (s *Server) pkiCSR(w *response, r *pool.Message, p Peer) {
-	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindPKICSR}
+	ev := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventPKICSR}
 	if r.Code() != codes.POST {
 		s.reply(w, codes.MethodNotAllowed, "POST only")
 		return

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -103,7 +103,7 @@ func (hs *handshake) release() {
 func (hs *handshake) fail(err error) {
 	hs.mu.Lock()
 	reason := hs.reason
-	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail}
+	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail}
 	hs.mu.Unlock()
 	if reason == "" {
 		switch {

@@ -230,7 +230,7 @@ func (l *listener) handle(c net.Conn, establish listeners.EstablishFn) {
 		if reason := l.srv.revalidate(l.ctx, sess.getPeer()); reason != "" {
 			_ = sess.Close()
 			p := sess.getPeer()
-			l.srv.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
+			l.srv.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail, Reason: reason})
 			l.srv.log.Info("connection refused after the handshake", "project", p.Project, "device", p.Device, "credential", short(p.Credential), "reason", reason)
 			return
 		}

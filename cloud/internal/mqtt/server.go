@@ -18,24 +18,9 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
-)
-
-// Event kinds recorded by the endpoint.
-const (
-	KindAuthMQTT           = "auth.mqtt"
-	KindProvisionJITP      = "provision.jitp"
-	KindProvisionJITR      = "provision.jitr"
-	KindRegistered         = "mqtt.registered"
-	KindFleetCreateFromCSR = "fleet.create-from-csr"
-	KindFleetCreate        = "fleet.create"
-	KindFleetProvision     = "fleet.provision"
-	KindKeyOverTheWire     = "key.over-the-wire"
-	KindRotationRequest    = "rotation.request"
-	KindRotationCSR        = "rotation.csr"
-	KindSessionClosed      = "session.closed"
 )
 
 // Peer roles.
@@ -229,7 +214,7 @@ func (s *Server) Drop(match func(Peer) bool, reason string) int {
 	s.checks.Add(1)
 	dropped := s.l.drop(match, reason)
 	for _, p := range dropped {
-		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: registry.OutcomeOK, Reason: reason})
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventSessionClosed, Outcome: registry.OutcomeOK, Reason: reason})
 	}
 	return len(dropped)
 }

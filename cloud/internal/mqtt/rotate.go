@@ -10,7 +10,7 @@ import (
 
 	mochi "github.com/mochi-mqtt/server/v2"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -69,7 +69,7 @@ func (s *Server) Rotate(ctx context.Context, project, device string, o RotateOpt
 		if o.Broken {
 			reason += " (broken: it will be signed by a CA nobody registered)"
 		}
-		s.record(registry.Event{Project: project, Device: device, Kind: KindRotationRequest, Outcome: registry.OutcomeOK, Reason: reason})
+		s.record(registry.Event{Project: project, Device: device, Kind: registry.EventRotationRequest, Outcome: registry.OutcomeOK, Reason: reason})
 		s.log.Info("rotation requested", "project", project, "device", device, "mode", o.Mode, "broken", o.Broken)
 		return nil
 	}
@@ -118,8 +118,8 @@ func (s *Server) Rotate(ctx context.Context, project, device string, o RotateOpt
 	if o.Broken {
 		reason += " (broken: signed by a CA nobody registered)"
 	}
-	s.record(registry.Event{Project: project, Device: device, Credential: fp, Kind: KindRotationRequest, Outcome: registry.OutcomeOK, Reason: reason})
-	s.record(registry.Event{Project: project, Device: device, Credential: fp, Kind: KindKeyOverTheWire, Outcome: registry.OutcomeOK,
+	s.record(registry.Event{Project: project, Device: device, Credential: fp, Kind: registry.EventRotationRequest, Outcome: registry.OutcomeOK, Reason: reason})
+	s.record(registry.Event{Project: project, Device: device, Credential: fp, Kind: registry.EventKeyOverTheWire, Outcome: registry.OutcomeOK,
 		Reason: "rotation (key): private key of certificate " + fp + " sent on " + topic})
 	s.log.Info("rotation requested", "project", project, "device", device, "mode", o.Mode, "broken", o.Broken, "credential", short(fp))
 	return nil
@@ -178,7 +178,7 @@ func (s *Server) rotationCSR(sess *session, cl *mochi.Client, r request, payload
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.HandshakeTimeout)
 	defer cancel()
 	p := sess.getPeer()
-	ev := registry.Event{Project: p.Project, Device: p.Device, Kind: KindRotationCSR}
+	ev := registry.Event{Project: p.Project, Device: p.Device, Kind: registry.EventRotationCSR}
 	acc, rej := s.signRotationCSR(ctx, p, payload)
 	var answer any
 	topic := r.accepted()

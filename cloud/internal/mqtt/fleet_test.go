@@ -153,14 +153,14 @@ func TestFleetProvisioning(t *testing.T) {
 				if err != nil || cred.State != registry.StatePendingActivation || cred.Device != "" || cred.Project != "acme" {
 					t.Fatalf("registered certificate = %+v, %v", cred, err)
 				}
-				kind := KindFleetCreateFromCSR
+				kind := registry.EventFleetCreateCSR
 				if keys {
-					kind = KindFleetCreate
+					kind = registry.EventFleetCreate
 					devKey, err = fakeca.ParseKey([]byte(acc.str("privateKey")))
 					if err != nil {
 						t.Fatal(err)
 					}
-					if ev := e.event(seq, registry.Filter{Kind: KindKeyOverTheWire}); !strings.Contains(ev.Reason, fp) {
+					if ev := e.event(seq, registry.Filter{Kind: registry.EventKeyOverTheWire}); !strings.Contains(ev.Reason, fp) {
 						t.Fatalf("key event = %+v", ev)
 					}
 				}
@@ -185,7 +185,7 @@ func TestFleetProvisioning(t *testing.T) {
 				if err != nil || cred.State != registry.StateActive || cred.Device != thing {
 					t.Fatalf("certificate after RegisterThing = %+v, %v", cred, err)
 				}
-				if ev := e.event(seq, registry.Filter{Kind: KindFleetProvision}); ev.Outcome != registry.OutcomeOK || ev.Device != thing {
+				if ev := e.event(seq, registry.Filter{Kind: registry.EventFleetProvision}); ev.Outcome != registry.OutcomeOK || ev.Device != thing {
 					t.Fatalf("event = %+v", ev)
 				}
 				again := ask(t, a, format, prov, req)

@@ -25,7 +25,7 @@ import (
 	"github.com/plgd-dev/go-coap/v3/pkg/runner/periodic"
 	udpClient "github.com/plgd-dev/go-coap/v3/udp/client"
 
-	"github.com/credloop/credloop/cloud/endpoint"
+	"github.com/credloop/credloop/cloud/internal/endpoint"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -177,7 +177,7 @@ func (s *Server) Drop(match func(Peer) bool, reason string) int {
 	s.checks.Add(1)
 	dropped := s.l.drop(match)
 	for _, p := range dropped {
-		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok", Reason: reason})
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventSessionClosed, Outcome: "ok", Reason: reason})
 	}
 	return len(dropped)
 }
@@ -223,7 +223,7 @@ func (s *Server) onIdle(cc *udpClient.Conn) {
 	_ = cc.Close()
 	if ok {
 		p := sess.peer
-		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: KindSessionClosed, Outcome: "ok",
+		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventSessionClosed, Outcome: "ok",
 			Reason: fmt.Sprintf("idle for %s", s.opts.IdleTimeout)})
 	}
 }

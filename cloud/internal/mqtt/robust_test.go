@@ -98,7 +98,7 @@ func TestBadInput(t *testing.T) {
 			seq := e.mark()
 			tc.run(t)
 			if tc.reason != "" {
-				ev := e.event(seq, registry.Filter{Kind: KindAuthMQTT})
+				ev := e.event(seq, registry.Filter{Kind: registry.EventAuthMQTT})
 				if ev.Outcome != registry.OutcomeFail || !strings.HasPrefix(ev.Reason, tc.reason) {
 					t.Fatalf("event = %+v", ev)
 				}
