@@ -77,9 +77,10 @@ type OnboardOptions struct {
 	Target string
 	// Registry, with Target, is the target's registry, for the setup.
 	Registry *registry.Registry
-	// CA issues the device certificates (jitp). Default: a fresh ECDSA
-	// P-256 root, registered for JITP when a registry is known.
-	CA *fakeca.CA
+	// CA issues the device certificates (jitp), with no O in their
+	// subject. Default: a fresh ECDSA P-256 root, registered for JITP when
+	// a registry is known.
+	CA *cloud.CA
 	// RootCAs verifies the server certificate. Default: the embedded
 	// cloud's root; with an external Target and no RootCAs the server
 	// certificate is not verified.
@@ -170,28 +171,25 @@ func Onboard(ctx context.Context, o OnboardOptions) (*Workload, error) {
 	case OnboardJITP:
 		ca := o.CA
 		if ca == nil {
-			ca, err = fakeca.NewRoot("credloop bench JITP CA", fakeca.ECDSAP256, 0, fakeca.Options{Now: o.Now, Rand: o.Rand})
+			ca, err = cloud.NewCA(cloud.CAOptions{Name: "credloop bench JITP CA", NoIntermediate: true, Now: o.Now, Rand: o.Rand})
 			if err != nil {
 				t.close()
 				return nil, fmt.Errorf("bench: onboard: %w", err)
 			}
 			if t.reg != nil {
-				if _, err := t.reg.RegisterCA(ctx, o.Project, ca.Cert.Raw, registry.CAModeJITP, ""); err != nil {
+				if _, err := t.reg.RegisterCA(ctx, o.Project, ca.Issuer().Raw, registry.CAModeJITP, ""); err != nil {
 					t.close()
 					return nil, fmt.Errorf("bench: onboard: register JITP CA: %w", err)
 				}
 			}
 		}
 		prep = func(_ context.Context, k int) (any, error) {
-			cert, key, err := ca.Issue(name(k), "", fakeca.ECDSAP256, 0)
+			// The chain is the leaf, then the intermediate when there is one.
+			dc, err := ca.IssueDevice("", name(k))
 			if err != nil {
 				return nil, err
 			}
-			chain := [][]byte{cert.Raw}
-			if len(ca.Chain) > 0 { // an intermediate CA: send it after the leaf
-				chain = append(chain, ca.Cert.Raw)
-			}
-			return tls.Certificate{Certificate: chain, PrivateKey: key}, nil
+			return dc.TLS, nil
 		}
 		run = func(ctx context.Context, k int, v any) error {
 			return jitpOnboard(ctx, t.mqtt, t.tlsConfig(v.(tls.Certificate)), name(k))
@@ -390,7 +388,7 @@ func openTarget(c *cloud.Cloud, addr string, reg *registry.Registry, roots *x509
 		t.mqtt, t.coaps, t.reg = a.MQTTS, a.CoAPS, c.Registry
 		if t.roots == nil {
 			t.roots = x509.NewCertPool()
-			t.roots.AddCert(c.Authority.Root.Cert)
+			t.roots.AddCert(c.CA().Root())
 		}
 	} else {
 		t.mqtt, t.coaps = addr, addr

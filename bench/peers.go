@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/sim"
 )
@@ -66,7 +67,7 @@ type MosquittoOptions struct {
 	Binary string
 	// ClientCA issues the device certificates; the broker requires a
 	// client certificate that chains to it (required).
-	ClientCA *fakeca.CA
+	ClientCA *cloud.CA
 	// StartTimeout bounds the start, readiness probe included (default
 	// DefaultPeerStartTimeout).
 	StartTimeout time.Duration
@@ -287,18 +288,14 @@ func StartMosquitto(ctx context.Context, opts MosquittoOptions) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPeer, err)
 	}
-	probeCert, probeKey, err := opts.ClientCA.Issue("credloop-probe", Project, fakeca.ECDSAP256, 0)
+	probe, err := opts.ClientCA.IssueDevice(Project, "credloop-probe")
 	if err != nil {
 		return nil, fmt.Errorf("%w: probe certificate: %w", ErrPeer, err)
 	}
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.Cert)
-	probeChain := [][]byte{probeCert.Raw}
-	if len(opts.ClientCA.Chain) > 0 {
-		probeChain = append(probeChain, opts.ClientCA.Cert.Raw)
-	}
 	probeCfg := &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: probeChain, PrivateKey: probeKey}},
+		Certificates: []tls.Certificate{probe.TLS},
 		RootCAs:      roots,
 		ServerName:   "localhost",
 		MinVersion:   tls.VersionTLS12,
@@ -308,12 +305,9 @@ func StartMosquitto(ctx context.Context, opts MosquittoOptions) (*Peer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPeer, err)
 	}
-	var caPEM []byte
-	caPEM = append(caPEM, fakeca.EncodeCertPEM(opts.ClientCA.Cert)...)
-	for _, c := range opts.ClientCA.Chain {
-		if !c.Equal(opts.ClientCA.Cert) {
-			caPEM = append(caPEM, fakeca.EncodeCertPEM(c)...)
-		}
+	caPEM := fakeca.EncodeCertPEM(opts.ClientCA.Issuer())
+	if root := opts.ClientCA.Root(); !root.Equal(opts.ClientCA.Issuer()) {
+		caPEM = append(caPEM, fakeca.EncodeCertPEM(root)...)
 	}
 	var chainPEM []byte
 	for _, der := range serverCert.Certificate {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/internal/peer"
 	"github.com/credloop/credloop/sim"
 )
@@ -110,7 +110,7 @@ func TestMosquittoPeer(t *testing.T) {
 	peer.Require(t, MosquittoBinary)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	ca, err := fakeca.NewRoot("peer test device CA", fakeca.ECDSAP256, 0, fakeca.Options{})
+	ca, err := cloud.NewCA(cloud.CAOptions{Name: "peer test device CA", NoIntermediate: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,9 +82,10 @@ type WorkloadOptions struct {
 	RootCAs    *x509.CertPool
 	ServerName string
 	// ClientCA issues the device certificates of dtls-cert and mqtt-mtls
-	// (default: a fresh P-256 root). An external target without Registry
-	// must trust it already (e.g. Mosquitto's cafile).
-	ClientCA *fakeca.CA
+	// (default: a fresh P-256 root); devices present the leaf alone. An
+	// external target without Registry must trust its issuer already
+	// (e.g. Mosquitto's cafile).
+	ClientCA *cloud.CA
 	// PSKIdentity and PSK, when both set, are what every device presents
 	// (an external server's single identity); nothing is registered.
 	PSKIdentity string
@@ -234,18 +235,18 @@ func (p *wlPrep) roots() (*x509.CertPool, string) {
 	}
 	if p.o.Cloud != nil {
 		roots := x509.NewCertPool()
-		roots.AddCert(p.o.Cloud.Authority.Root.Cert)
+		roots.AddCert(p.o.Cloud.CA().Root())
 		return roots, name
 	}
 	return nil, name
 }
 
 // clientCA returns the CA that issues device certificates.
-func (p *wlPrep) clientCA() (*fakeca.CA, error) {
+func (p *wlPrep) clientCA() (*cloud.CA, error) {
 	if p.o.ClientCA != nil {
 		return p.o.ClientCA, nil
 	}
-	ca, err := fakeca.NewRoot("credloop bench device CA", fakeca.ECDSAP256, 0, fakeca.Options{})
+	ca, err := cloud.NewCA(cloud.CAOptions{Name: "credloop bench device CA", NoIntermediate: true})
 	if err != nil {
 		return nil, fmt.Errorf("bench: device CA: %w", err)
 	}
@@ -567,7 +568,7 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 		if err := p.ensureProject(ctx); err != nil {
 			return nil, err
 		}
-		if _, err := reg.RegisterCA(ctx, Project, ca.Cert.Raw, registry.CAModeNone, ""); err != nil && !errors.Is(err, registry.ErrExists) {
+		if _, err := reg.RegisterCA(ctx, Project, ca.Issuer().Raw, registry.CAModeNone, ""); err != nil && !errors.Is(err, registry.ErrExists) {
 			return nil, fmt.Errorf("bench: register CA: %w", err)
 		}
 	}
@@ -579,10 +580,11 @@ func (p *wlPrep) mqtt(ctx context.Context) (*Workload, error) {
 	clients := make([]client, p.n)
 	for k := range clients {
 		dev := p.device(k)
-		cert, key, err := ca.Issue(dev, Project, fakeca.ECDSAP256, 0)
+		dc, err := ca.IssueDevice(Project, dev)
 		if err != nil {
 			return nil, fmt.Errorf("bench: issue %s: %w", dev, err)
 		}
+		cert, key := dc.TLS.Leaf, dc.TLS.PrivateKey
 		if reg != nil {
 			if _, err := reg.CreateDevice(ctx, Project, dev); err != nil && !errors.Is(err, registry.ErrExists) {
 				return nil, fmt.Errorf("bench: create device %s: %w", dev, err)

@@ -63,15 +63,24 @@ type Options struct {
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds a DTLS handshake (default 10 s).
 	HandshakeTimeout time.Duration
-	// Registry and Authority, when set, are used instead of those in Dir.
-	// The Cloud does not close a Registry it was given.
-	Registry  *registry.Registry
-	Authority *fakeca.Authority
-	// KeyType of a CA created on first start; default ECDSA P-256.
-	KeyType fakeca.KeyType
-	Now     func() time.Time
-	Rand    io.Reader
-	Logger  *slog.Logger
+	// Registry, when set, is used instead of the one in Dir. The Cloud
+	// does not close a Registry it was given.
+	Registry *registry.Registry
+	// CA, when set, is used instead of the one in Dir: it signs the
+	// server certificates and the certificates the Cloud issues
+	// (provisioning, rotation), and every project trusts its root.
+	CA *CA
+	// KeyType of a CA created on first start; default ECDSAP256.
+	KeyType KeyType
+	// Now is the Cloud's clock: certificate validity, token and
+	// enrollment expiry, event times. Default time.Now.
+	Now func() time.Time
+	// Rand is the source of keys, serial numbers, PSKs and tokens.
+	// Default crypto/rand.
+	Rand io.Reader
+	// Logger receives the Cloud's logs; default: discarded. Secrets never
+	// reach it, fingerprints do.
+	Logger *slog.Logger
 }
 
 // Addrs are the bound addresses of the endpoints.
@@ -83,8 +92,10 @@ type Addrs struct {
 
 // Cloud is a running cloud stand-in.
 type Cloud struct {
-	Registry  *registry.Registry
-	Authority *fakeca.Authority
+	// Registry holds the projects, devices, credentials and the event log.
+	Registry *registry.Registry
+
+	ca *CA
 
 	opts      Options
 	ownReg    bool
@@ -108,10 +119,10 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	c := &Cloud{opts: opts, Registry: opts.Registry, Authority: opts.Authority}
+	c := &Cloud{opts: opts, Registry: opts.Registry, ca: opts.CA}
 	var err error
-	if c.Authority == nil {
-		c.Authority, err = OpenAuthority(opts.Dir, DefaultCA, true, opts.KeyType, fakeca.Options{Now: opts.Now, Rand: opts.Rand}, opts.Logger)
+	if c.ca == nil {
+		c.ca, err = OpenCA(opts.Dir, DefaultCA, true, CAOptions{KeyType: opts.KeyType, Now: opts.Now, Rand: opts.Rand}, opts.Logger)
 		if err != nil {
 			return nil, err
 		}
@@ -134,7 +145,7 @@ func New(opts Options) (*Cloud, error) {
 		c.coap, err = coap.Listen(coap.Options{
 			Addr:             opts.CoAPAddr,
 			Registry:         c.Registry,
-			Authority:        c.Authority,
+			Authority:        c.ca.a,
 			Hosts:            opts.Hosts,
 			IdleTimeout:      opts.IdleTimeout,
 			HandshakeTimeout: opts.HandshakeTimeout,
@@ -151,7 +162,7 @@ func New(opts Options) (*Cloud, error) {
 		c.mqtt, err = mqtt.Listen(mqtt.Options{
 			Addr:             opts.MQTTAddr,
 			Registry:         c.Registry,
-			Authority:        c.Authority,
+			Authority:        c.ca.a,
 			Hosts:            opts.Hosts,
 			HandshakeTimeout: opts.HandshakeTimeout,
 			Now:              opts.Now,
@@ -172,7 +183,7 @@ func New(opts Options) (*Cloud, error) {
 		c.https, err = httpapi.Listen(httpapi.Options{
 			Addr:      opts.HTTPSAddr,
 			Registry:  c.Registry,
-			Authority: c.Authority,
+			Authority: c.ca.a,
 			CAs:       others,
 			Hosts:     opts.Hosts,
 			Now:       opts.Now,
@@ -255,32 +266,8 @@ func (c *Cloud) revalidate(ctx context.Context, why string) {
 	}
 }
 
-// OpenAuthority loads the CA called name from dir; with create, a missing
-// CA is initialised (and saved when dir is not empty).
-func OpenAuthority(dir, name string, create bool, kt fakeca.KeyType, fo fakeca.Options, log *slog.Logger) (*fakeca.Authority, error) {
-	if dir == "" {
-		a, err := fakeca.Init(kt, fo)
-		if err != nil {
-			return nil, fmt.Errorf("cloud: %w", err)
-		}
-		return a, nil
-	}
-	a, err := fakeca.Load(CADir(dir, name), fo)
-	if err == nil || !create || !errors.Is(err, fakeca.ErrNoCA) {
-		return a, err
-	}
-	a, err = fakeca.Init(kt, fo)
-	if err != nil {
-		return nil, fmt.Errorf("cloud: %w", err)
-	}
-	if err := a.Save(CADir(dir, name)); err != nil {
-		return nil, fmt.Errorf("cloud: %w", err)
-	}
-	if log != nil {
-		log.Info("created CA", "dir", CADir(dir, name), "root", fakeca.Fingerprint(a.Root.Cert.Raw)[:16])
-	}
-	return a, nil
-}
+// CA is the Cloud's certificate authority.
+func (c *Cloud) CA() *CA { return c.ca }
 
 // Addrs reports the bound addresses.
 func (c *Cloud) Addrs() Addrs {

@@ -155,7 +155,7 @@ func TestCertificateAutoProvisioning(t *testing.T) {
 		return sim.Credential{Chain: [][]byte{cert.Raw, a.Issuing.Cert.Raw}, Key: key}
 	}
 	roots := x509.NewCertPool()
-	roots.AddCert(c.Authority.Root.Cert)
+	roots.AddCert(c.CA().Root())
 
 	good := issue(own, "dev-7", "acme", now.Add(-time.Hour), now.Add(24*time.Hour))
 	seq, _ := reg.LastSeq(ctx)
@@ -185,7 +185,7 @@ func TestCertificateAutoProvisioning(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: sim.Credential{Chain: [][]byte{issued.Raw, c.Authority.Issuing.Cert.Raw}, Key: k}, RootCAs: roots, ServerName: "localhost"})
+	s2, err := sim.Dial(ctx, sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: sim.Credential{Chain: [][]byte{issued.Raw, c.CA().Issuer().Raw}, Key: k}, RootCAs: roots, ServerName: "localhost"})
 	if err != nil {
 		t.Fatalf("connect with re-enrolled certificate: %v", err)
 	}

@@ -65,7 +65,7 @@ func TestLibcoapClientCertificateAutoProvision(t *testing.T) {
 	}
 	// The client checks the cloud's certificate against the cloud's root.
 	cloudRoot := filepath.Join(dir, "cloud-root.pem")
-	if err := os.WriteFile(cloudRoot, fakeca.EncodeCertPEM(c.Authority.Root.Cert), 0o644); err != nil {
+	if err := os.WriteFile(cloudRoot, c.CA().RootPEM(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out := peer.Run(t, dir, client, "-m", "get", "-B", "10", "-c", "dev.crt.pem", "-j", "dev.key.pem", "-R", cloudRoot,
@@ -117,7 +117,7 @@ func TestLibcoapESTBlockwise(t *testing.T) {
 	args = append([]string{"-m", "get", "-b", "64", "-A", "287", "-o", "root.der"}, psk...)
 	peer.Run(t, dir, client, append(args, base+"crts")...)
 	out = peer.Run(t, dir, openssl, "x509", "-inform", "DER", "-in", "root.der", "-noout", "-subject")
-	if !strings.Contains(out, c.Authority.Root.Cert.Subject.CommonName) {
+	if !strings.Contains(out, c.CA().Root().Subject.CommonName) {
 		t.Fatalf("crts with Accept 287: %s", out)
 	}
 

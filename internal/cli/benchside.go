@@ -18,7 +18,6 @@ import (
 	"github.com/credloop/credloop/bench"
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
-	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -170,7 +169,7 @@ func benchSideBySide(ctx context.Context, env *Env) (err error) {
 		theirWO = bench.WorkloadOptions{Target: peer.Addr, PSKIdentity: id, PSK: psk, Path: "/", Devices: 1}
 		ours.path, theirs.path = "/hello", "/"
 	case bench.WorkloadMQTTMTLS:
-		ca, err := fakeca.NewRoot("credloop side-by-side device CA", fakeca.ECDSAP256, 0, fakeca.Options{})
+		ca, err := cloud.NewCA(cloud.CAOptions{Name: "credloop side-by-side device CA", NoIntermediate: true})
 		if err != nil {
 			return err
 		}

@@ -97,7 +97,7 @@ func runCloud(ctx context.Context, env *Env) error {
 		Hosts:            hosts,
 		IdleTimeout:      *idle,
 		HandshakeTimeout: *handshake,
-		KeyType:          kt,
+		KeyType:          cloud.KeyType(kt),
 		Logger:           log,
 	})
 	if err != nil {
@@ -111,7 +111,7 @@ func runCloud(ctx context.Context, env *Env) error {
 	line, _ := json.Marshal(ready)
 	fmt.Fprintln(env.Stdout, string(line))
 	log.Info("cloud ready", "dir", *dir, "coaps", c.Addrs().CoAPS, "mqtts", c.Addrs().MQTTS, "https", c.Addrs().HTTPS,
-		"root", fakeca.ShortFingerprint(c.Authority.Root.Cert.Raw))
+		"root", fakeca.ShortFingerprint(c.CA().Root().Raw))
 	<-ctx.Done()
 	log.Info("shutting down")
 	perr := stopProfile()

@@ -43,7 +43,7 @@ func addDirFlag(fs *flag.FlagSet) *string {
 	return fs.String("dir", dataDirDefault(), "credloop data `DIR` holding ca/ and registry.db; $"+dataDirEnv+" sets the default")
 }
 
-// checkDir rejects an empty --dir (which cloud.OpenAuthority would take
+// checkDir rejects an empty --dir (which cloud.OpenCA would take
 // to mean "in memory").
 func checkDir(dir string) error {
 	if strings.TrimSpace(dir) == "" {
@@ -86,7 +86,7 @@ func loadAuthorityAt(dir, name string) (*fakeca.Authority, error) {
 	if err := checkCAName(name); err != nil {
 		return nil, err
 	}
-	a, err := cloud.OpenAuthority(dir, name, false, "", fakeca.Options{}, nil)
+	a, err := fakeca.Load(cloud.CADir(dir, name), fakeca.Options{})
 	if errors.Is(err, fakeca.ErrNoCA) {
 		return nil, fmt.Errorf("no CA in %s: run `credloop ca init%s --dir %s`", cloud.CADir(dir, name), caNameArg(name), shellArg(dir))
 	}
