@@ -250,20 +250,9 @@ func (s nsStore) Update(fn func(tx *devicemodel.Tx) error) error {
 	if len(ops) == 0 {
 		return nil
 	}
-	return s.f.write(s.ns, func(st *nvs.Store) error {
-		return st.Update(func(tx *devicemodel.Tx) error {
-			for _, op := range ops {
-				var err error
-				if op.Delete {
-					err = tx.Delete(op.Key)
-				} else {
-					err = tx.Set(op.Key, op.Value)
-				}
-				if err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	})
+	changes := make([]nvs.Change, len(ops))
+	for i, op := range ops {
+		changes[i] = nvs.Change{Key: op.Key, Value: op.Value, Delete: op.Delete}
+	}
+	return s.f.write(s.ns, func(st *nvs.Store) error { return st.Apply(changes...) })
 }

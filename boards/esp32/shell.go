@@ -583,14 +583,11 @@ func (s *shell) nvsEraseNamespace(argv []string) (int, outcome) {
 	}
 	ns := a.pos[0]
 	err := s.fl.write(ns, func(st *nvs.Store) error {
-		return st.Update(func(tx *devicemodel.Tx) error {
-			for _, k := range st.Keys() {
-				if err := tx.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		var changes []nvs.Change
+		for _, k := range st.Keys() {
+			changes = append(changes, nvs.Change{Key: k, Delete: true})
+		}
+		return st.Apply(changes...)
 	})
 	if errors.Is(err, devicemodel.ErrPowerCut) {
 		return 1, powerLost

@@ -11,15 +11,15 @@ import (
 	"github.com/credloop/credloop/internal/devicemodel"
 )
 
-// Store is a devicemodel.Store over one namespace of an NVS image, for the
+// Store is a key-value store over one namespace of an NVS image, for the
 // board emulator: what the firmware would read with nvs_get_blob (or
 // nvs_get_str, nvs_get_u8, …) from that namespace. Values it sets are
 // blobs. The other namespaces of the image are kept as they are.
 //
 // Every write rebuilds the image (compacted, laid out as Writer lays it
 // out) and fails with ErrFull, changing nothing, when it would not fit.
-// Store is safe for concurrent use; Update is atomic (all or nothing) but
-// not isolated from concurrent writers, like devicemodel.MemStore.
+// Store is safe for concurrent use; Apply is atomic (all or nothing) but
+// not isolated from concurrent writers.
 type Store struct {
 	mu     sync.Mutex
 	size   int
@@ -30,8 +30,6 @@ type Store struct {
 	image  []byte          // the image of the current contents
 	armed  string          // power-cut point, see ArmPowerCut
 }
-
-var _ devicemodel.Store = (*Store)(nil)
 
 // NewStore returns an empty store over namespace ns of a blank image of
 // opts.Size bytes.
@@ -135,7 +133,7 @@ func (s *Store) build(m map[string]Item) ([]byte, error) {
 // Namespace is the store's namespace.
 func (s *Store) Namespace() string { return s.ns }
 
-// Get implements devicemodel.Store: the value of a blob or string (without
+// Get returns the value of a blob or string (without
 // its NUL), or an integer little-endian at its width.
 func (s *Store) Get(key string) ([]byte, bool) {
 	s.mu.Lock()
@@ -156,31 +154,47 @@ func (s *Store) Item(key string) (Item, bool) {
 	return it, ok
 }
 
-// Set implements devicemodel.Store; the value is stored as a blob.
+// Set stores val under key, as a blob.
 func (s *Store) Set(key string, val []byte) error {
-	return s.Update(func(tx *devicemodel.Tx) error { return tx.Set(key, val) })
+	return s.Apply(Change{Key: key, Value: val})
 }
 
-// Delete implements devicemodel.Store.
+// Delete removes key.
 func (s *Store) Delete(key string) error {
-	return s.Update(func(tx *devicemodel.Tx) error { return tx.Delete(key) })
+	return s.Apply(Change{Key: key, Delete: true})
 }
 
-// Keys implements devicemodel.Store.
+// Keys lists the keys of the store's namespace, sorted.
 func (s *Store) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Sorted(maps.Keys(s.m))
 }
 
-// Update implements devicemodel.Store. fn runs without the store lock
-// held, so it may call s.Get; its writes are then applied under the lock,
-// all or nothing: an armed power cut that matches one of them, or a
-// partition too small for the result, changes nothing.
-func (s *Store) Update(fn func(tx *devicemodel.Tx) error) error {
+// Change is one write of Apply: Value (stored as a blob) under Key or,
+// with Delete, the removal of Key.
+type Change struct {
+	Key    string
+	Value  []byte
+	Delete bool
+}
+
+// Apply makes changes, in order, all or nothing: a key that is not 1..15
+// bytes of printable ASCII, a value too large, an armed power cut that
+// matches one of them (see ArmPowerCut), or a partition too small for the
+// result, changes nothing.
+func (s *Store) Apply(changes ...Change) error {
 	tx := devicemodel.NewTx(s.Get)
-	if err := fn(tx); err != nil {
-		return err
+	for _, c := range changes {
+		var err error
+		if c.Delete {
+			err = tx.Delete(c.Key)
+		} else {
+			err = tx.Set(c.Key, c.Value)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	ops := tx.Ops()
 	s.mu.Lock()

@@ -80,46 +80,30 @@ func TestStoreBasics(t *testing.T) {
 	}
 }
 
-func TestStoreUpdateAtomic(t *testing.T) {
+func TestStoreApplyAtomic(t *testing.T) {
 	s, err := NewStore("certs", Options{Size: 0x3000}) // two data pages: ~8000 bytes
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Update(func(tx *devicemodel.Tx) error {
-		if err := tx.Set("a", []byte("1")); err != nil {
-			return err
-		}
-		if v, ok := tx.Get("a"); !ok || string(v) != "1" {
-			t.Errorf("tx.Get sees %q", v)
-		}
-		return tx.Set("b", []byte("2"))
-	}); err != nil {
+	if err := s.Apply(Change{Key: "a", Value: []byte("0")}, Change{Key: "a", Value: []byte("1")}, Change{Key: "b", Value: []byte("2")}); err != nil {
 		t.Fatal(err)
+	}
+	if v, ok := s.Get("a"); !ok || string(v) != "1" {
+		t.Errorf("a = %q, want the last write", v)
 	}
 	before := s.Image()
 
-	// fn fails: nothing written.
-	boom := errors.New("boom")
-	if err := s.Update(func(tx *devicemodel.Tx) error {
-		_ = tx.Set("c", []byte("3"))
-		_ = tx.Delete("a")
-		return boom
-	}); !errors.Is(err, boom) {
-		t.Fatal(err)
+	// A bad key among the changes: nothing written.
+	if err := s.Apply(Change{Key: "c", Value: []byte("3")}, Change{Key: "a", Delete: true}, Change{Key: "0123456789abcdef"}); !errors.Is(err, devicemodel.ErrBadKey) {
+		t.Fatalf("err = %v, want ErrBadKey", err)
 	}
 	// Too big for the partition: nothing written.
-	if err := s.Update(func(tx *devicemodel.Tx) error {
-		_ = tx.Delete("a")
-		return tx.Set("big", make([]byte, 9000))
-	}); !errors.Is(err, ErrFull) {
+	if err := s.Apply(Change{Key: "a", Delete: true}, Change{Key: "big", Value: make([]byte, 9000)}); !errors.Is(err, ErrFull) {
 		t.Fatalf("err = %v, want ErrFull", err)
 	}
 	// Power cut: nothing written, then it disarms.
 	s.ArmPowerCut("set:client_*")
-	err = s.Update(func(tx *devicemodel.Tx) error {
-		_ = tx.Delete("a")
-		return tx.Set("client_key", []byte("new"))
-	})
+	err = s.Apply(Change{Key: "a", Delete: true}, Change{Key: "client_key", Value: []byte("new")})
 	if !errors.Is(err, devicemodel.ErrPowerCut) {
 		t.Fatalf("err = %v, want ErrPowerCut", err)
 	}
