@@ -26,8 +26,9 @@ var ErrOffline = errors.New("sim: device could not connect")
 
 // DeviceOptions configures a simulated device.
 type DeviceOptions struct {
-	// Model is the firmware's credential logic and its storage.
-	Model *devicemodel.Device
+	// Identity is who the device is and its factory credential (see
+	// NewDevice).
+	Identity Identity
 	// Addr is the cloud's coaps address.
 	Addr string
 	// RootCAs verifies the server in certificate mode (nil: not verified).
@@ -40,8 +41,12 @@ type DeviceOptions struct {
 	// Console receives the device's log lines, one per line, as firmware
 	// would print them. Nil discards them.
 	Console io.Writer
-	Now     func() time.Time
-	Rand    io.Reader
+	// Now is the device's clock (RTC): console timestamps and the
+	// certificate renewal window; default time.Now.
+	Now func() time.Time
+	// Rand is the source of the keys the device generates (EST
+	// enrollment); default crypto/rand.
+	Rand io.Reader
 }
 
 // Device is a simulated device.
@@ -54,8 +59,8 @@ type Device struct {
 	lastErr error
 }
 
-// NewDevice returns a powered-off device; Start boots it.
-func NewDevice(o DeviceOptions) *Device {
+// newDevice returns a powered-off device running model; Start boots it.
+func newDevice(model *devicemodel.Device, o DeviceOptions) *Device {
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 10
 	}
@@ -65,11 +70,8 @@ func NewDevice(o DeviceOptions) *Device {
 	if o.Rand == nil {
 		o.Rand = rand.Reader
 	}
-	return &Device{opts: o, model: o.Model}
+	return &Device{opts: o, model: model}
 }
-
-// Model is the device's state machine.
-func (d *Device) Model() *devicemodel.Device { return d.model }
 
 // ID is the device id from the model's configuration.
 func (d *Device) ID() string { return d.model.Config().ID }

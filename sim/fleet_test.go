@@ -11,6 +11,7 @@ import (
 
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -54,7 +55,7 @@ func TestFleet(t *testing.T) {
 			}
 			model := devicemodel.New(devicemodel.Config{ID: id, Project: "fleet",
 				Factory: devicemodel.Credential{Kind: devicemodel.KindPSK, PSKIdentity: id + "@fleet", PSK: k}}, nil)
-			return sim.NewDevice(sim.DeviceOptions{Model: model, Addr: c.Addrs().CoAPS, Console: &consoles[i]}), nil
+			return simmodel.NewDevice(model, sim.DeviceOptions{Addr: c.Addrs().CoAPS, Console: &consoles[i]}), nil
 		},
 		Run: func(ctx context.Context, d *sim.Device) error {
 			mu.Lock()

@@ -59,9 +59,9 @@ const disconnectQuiesce = 250
 // MQTTDeviceOptions configures a simulated MQTT device. Zero values mean
 // defaults.
 type MQTTDeviceOptions struct {
-	// Model is the firmware's credential logic and its storage. Its
-	// factory credential must be a certificate (device or claim).
-	Model *devicemodel.Device
+	// Identity is who the device is and its factory credential, which
+	// must be a certificate (device or claim); see NewMQTTDevice.
+	Identity Identity
 	// Addr is the cloud's mqtts address, host:port.
 	Addr string
 	// RootCAs verifies the server certificate; nil means not verified.
@@ -115,8 +115,8 @@ type MQTTState struct {
 	// rejected CSR, a reboot that could not get online); a successful
 	// connection clears it.
 	Err error
-	// Model is the state machine's snapshot.
-	Model devicemodel.State
+	// Model is the snapshot of the device's credential logic.
+	Model ModelState
 }
 
 // MQTTDevice is a simulated device that speaks MQTT 3.1.1 over TLS with a
@@ -206,11 +206,12 @@ func (s *mqttSession) close() bool {
 	return s.finish(nil)
 }
 
-// NewMQTTDevice returns a powered-off device; Start boots it.
-func NewMQTTDevice(o MQTTDeviceOptions) *MQTTDevice {
-	if o.Model == nil {
+// newMQTTDevice returns a powered-off device running model; Start boots
+// it.
+func newMQTTDevice(model *devicemodel.Device, o MQTTDeviceOptions) *MQTTDevice {
+	if model == nil {
 		// Start then fails with a clear error instead of a nil dereference.
-		o.Model = devicemodel.New(devicemodel.Config{}, nil)
+		model = devicemodel.New(devicemodel.Config{}, nil)
 	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultMQTTConnectTimeout
@@ -245,7 +246,7 @@ func NewMQTTDevice(o MQTTDeviceOptions) *MQTTDevice {
 	close(off)
 	return &MQTTDevice{
 		opts:    o,
-		model:   o.Model,
+		model:   model,
 		rand:    &lockedReader{r: o.Rand},
 		off:     off,
 		life:    newMQTTLife(),
@@ -265,9 +266,6 @@ func (l *lockedReader) Read(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.r.Read(p)
 }
-
-// Model is the device's state machine.
-func (d *MQTTDevice) Model() *devicemodel.Device { return d.model }
 
 // ID is the device id (the AWS thing name) from the model's configuration.
 func (d *MQTTDevice) ID() string { return d.model.Config().ID }
@@ -848,7 +846,7 @@ func (d *MQTTDevice) stateLocked() MQTTState {
 		Connects: d.connects,
 		Handled:  d.handled,
 		Err:      d.lastErr,
-		Model:    d.model.State(),
+		Model:    modelState(d.model.State()),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -30,13 +31,13 @@ func newMQTTDevice(t *testing.T, b *testBroker, id string, factory devicemodel.C
 	console := &syncBuffer{}
 	model := devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, nil)
 	o := sim.MQTTDeviceOptions{
-		Model: model, Addr: b.addr, RootCAs: b.roots, Console: console,
+		Addr: b.addr, RootCAs: b.roots, Console: console,
 		RetryDelay: time.Millisecond, ResponseTimeout: 10 * time.Second,
 	}
 	if mod != nil {
 		mod(&o)
 	}
-	d := sim.NewMQTTDevice(o)
+	d := simmodel.NewMQTTDevice(model, o)
 	t.Cleanup(func() {
 		d.Stop()
 		noDeviceGoroutines(t)
@@ -98,7 +99,7 @@ func TestMQTTJITPRetry(t *testing.T) {
 			wantLines(t, console.String(), "connection closed before CONNACK")
 			st := d.State()
 			if tt.wantErr == nil {
-				if !st.Online || st.Connects != 1 || st.Model.Slot != devicemodel.SlotFactory {
+				if !st.Online || st.Connects != 1 || st.Model.Slot != sim.SlotFactory {
 					t.Errorf("state = %+v", st)
 				}
 				if acc := b.acceptedIDs(); len(acc) != 1 || acc[0] != certID {
@@ -127,7 +128,7 @@ func TestMQTTKeyRotation(t *testing.T) {
 			name:   "good certificate is confirmed",
 			issuer: func(_ *testing.T, b *testBroker) *fakeca.CA { return b.device.Issuing },
 			check: func(t *testing.T, b *testBroker, st sim.MQTTState, rotated, _ devicemodel.Credential, console string) {
-				if st.Model.Slot != devicemodel.SlotRotated || !st.Model.RotatedConfirmed || st.Model.Fingerprint != rotated.Fingerprint() {
+				if st.Model.Slot != sim.SlotRotated || !st.Model.RotatedConfirmed || st.Model.Fingerprint != rotated.Fingerprint() {
 					t.Errorf("model = %s", st.Model)
 				}
 				acc := b.acceptedIDs()
@@ -152,7 +153,7 @@ func TestMQTTKeyRotation(t *testing.T) {
 			},
 			check: func(t *testing.T, b *testBroker, st sim.MQTTState, _, factory devicemodel.Credential, console string) {
 				m := st.Model
-				if m.Slot != devicemodel.SlotFactory || !m.FellBack || m.HasRotated || m.RTC.BootCount != 0 || m.Fingerprint != factory.Fingerprint() {
+				if m.Slot != sim.SlotFactory || !m.FellBack || m.HasRotated || m.BootCount != 0 || m.Fingerprint != factory.Fingerprint() {
 					t.Errorf("model = %s", m)
 				}
 				wantLines(t, console,
@@ -245,7 +246,7 @@ func TestMQTTMalformedRotationIgnored(t *testing.T) {
 			if !errors.Is(st.Err, tt.wantErr) || !errors.Is(st.Err, devicemodel.ErrBadRotation) {
 				t.Errorf("Err = %v, want %v", st.Err, tt.wantErr)
 			}
-			if !st.Online || st.Connects != 1 || st.Model.HasRotated || st.Model.Slot != devicemodel.SlotFactory {
+			if !st.Online || st.Connects != 1 || st.Model.HasRotated || st.Model.Slot != sim.SlotFactory {
 				t.Errorf("state = online %t connects %d model %s", st.Online, st.Connects, st.Model)
 			}
 			wantLines(t, console.String(), tt.wantLine)
@@ -280,7 +281,7 @@ func TestMQTTCSRRotation(t *testing.T) {
 		if len(csrs) != 1 || csrs[0].Subject.CommonName != id || len(csrs[0].Subject.Organization) != 1 || csrs[0].Subject.Organization[0] != project {
 			t.Fatalf("CSRs = %v", csrs)
 		}
-		leaf, err := d.Model().Current().Leaf()
+		leaf, err := simmodel.Of(d).Current().Leaf()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,7 +291,7 @@ func TestMQTTCSRRotation(t *testing.T) {
 		if acc := b.acceptedIDs(); len(acc) != 2 || acc[1] != fakeca.Fingerprint(leaf.Raw) {
 			t.Errorf("broker accepted %v", acc)
 		}
-		if st.Model.CSRPending || st.Model.Slot != devicemodel.SlotRotated {
+		if st.Model.CSRPending || st.Model.Slot != sim.SlotRotated {
 			t.Errorf("model = %s", st.Model)
 		}
 		wantLines(t, console.String(), "the cloud asks for a CSR", "CSR accepted: certificateId", "rotation confirmed")
@@ -356,8 +357,8 @@ func TestMQTTProvisionByClaim(t *testing.T) {
 			}
 			startOnline(t, ctx, d)
 			st = d.State()
-			cur := d.Model().Current()
-			if st.Model.Slot != devicemodel.SlotRotated || !st.Model.RotatedConfirmed || cur.Equal(claim) {
+			cur := simmodel.Of(d).Current()
+			if st.Model.Slot != sim.SlotRotated || !st.Model.RotatedConfirmed || cur.Equal(claim) {
 				t.Fatalf("after Start: model %s", st.Model)
 			}
 			acc := b.acceptedIDs()
@@ -502,7 +503,7 @@ func TestMQTTCheckRenewal(t *testing.T) {
 	if !st.Model.NotAfter.After(old) {
 		t.Errorf("renewed certificate expires %s, the old one %s", st.Model.NotAfter, old)
 	}
-	if d.Model().NeedsRenewal(clock.Now()) {
+	if simmodel.Of(d).NeedsRenewal(clock.Now()) {
 		t.Error("still needs renewal")
 	}
 	wantLines(t, console.String(), "renewing", "publishing its CSR")
@@ -585,7 +586,7 @@ func TestMQTTStopDuringReboot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st := d.State(); st.Model.Slot != devicemodel.SlotFactory {
+	if st := d.State(); st.Model.Slot != sim.SlotFactory {
 		t.Errorf("model = %s", st.Model)
 	}
 }

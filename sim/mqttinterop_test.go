@@ -21,6 +21,7 @@ import (
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/peer"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -144,9 +145,8 @@ func TestMQTTDeviceAgainstMosquitto(t *testing.T) {
 	const id = "dev-mosq"
 	console := &syncBuffer{}
 	factory := deviceCredential(t, ca.Issuing, id, project)
-	d := sim.NewMQTTDevice(sim.MQTTDeviceOptions{
-		Model: devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, nil),
-		Addr:  addr, RootCAs: roots, Console: console, RetryDelay: time.Millisecond,
+	d := simmodel.NewMQTTDevice(devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, nil), sim.MQTTDeviceOptions{
+		Addr: addr, RootCAs: roots, Console: console, RetryDelay: time.Millisecond,
 	})
 	t.Cleanup(func() {
 		d.Stop()
@@ -196,7 +196,7 @@ func TestMQTTDeviceAgainstMosquitto(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Model.Slot != devicemodel.SlotFactory || !st.Model.FellBack || st.Model.HasRotated {
+	if st.Model.Slot != sim.SlotFactory || !st.Model.FellBack || st.Model.HasRotated {
 		t.Fatalf("model = %s, want a fallback to factory", st.Model)
 	}
 	wantLines(t, console.String(), "rotated certificate failed 3 boots, falling back to factory credentials")
@@ -241,9 +241,8 @@ func TestMosquittoRefusesRevokedThroughCRL(t *testing.T) {
 
 	start := func(id string, cred devicemodel.Credential) error {
 		console := &syncBuffer{}
-		d := sim.NewMQTTDevice(sim.MQTTDeviceOptions{
-			Model: devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: cred}, nil),
-			Addr:  addr, RootCAs: roots, Console: console, RetryDelay: time.Millisecond, JITPRetries: -1, MaxAttempts: 1,
+		d := simmodel.NewMQTTDevice(devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: cred}, nil), sim.MQTTDeviceOptions{
+			Addr: addr, RootCAs: roots, Console: console, RetryDelay: time.Millisecond, JITPRetries: -1, MaxAttempts: 1,
 		})
 		defer func() {
 			d.Stop()

@@ -163,7 +163,7 @@ b"}`))
 }
 
 func TestNewMQTTDeviceWithoutModel(t *testing.T) {
-	d := NewMQTTDevice(MQTTDeviceOptions{Addr: "127.0.0.1:1"})
+	d := newMQTTDevice(nil, MQTTDeviceOptions{Addr: "127.0.0.1:1"})
 	if err := d.Start(t.Context()); err == nil || !strings.Contains(err.Error(), "device id") {
 		t.Fatalf("Start = %v", err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -182,8 +183,7 @@ func (e *Emulator) setup(cred devicemodel.Credential, warm bool) {
 	}
 	e.dev = nil
 	if !cred.IsZero() {
-		e.dev = sim.NewMQTTDevice(sim.MQTTDeviceOptions{
-			Model:   e.model,
+		e.dev = simmodel.NewMQTTDevice(e.model, sim.MQTTDeviceOptions{
 			Addr:    e.opts.Cloud.MQTTS,
 			RootCAs: e.opts.RootCAs,
 			Console: &lineWriter{e: e},
@@ -310,7 +310,7 @@ func (e *Emulator) keepConnected(ctx context.Context, dev *sim.MQTTDevice) {
 			if st.Online && st.Connects != seen {
 				seen = st.Connects
 				slot := "provisioned"
-				if st.Model.Slot == devicemodel.SlotRotated {
+				if st.Model.Slot == sim.SlotRotated {
 					slot = "rotated"
 				}
 				e.printf("[MQTT] Connected to mqtts://%s as %s with certificate fp=%s (%s)", e.opts.Cloud.MQTTS, e.id.udid, st.Model.Fingerprint, slot)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -214,7 +215,7 @@ func (e *Emulator) runPSK(ctx context.Context, run *appRun, pskID string, psk []
 		e.bootOffline(run, out, model, tag, "No Golioth CoAP host configured; not connecting")
 		return
 	}
-	dev := sim.NewDevice(sim.DeviceOptions{Model: model, Addr: e.opts.Cloud.CoAPS, Console: out, Now: e.opts.Now, Rand: e.opts.Rand})
+	dev := simmodel.NewDevice(model, sim.DeviceOptions{Addr: e.opts.Cloud.CoAPS, Console: out, Now: e.opts.Now, Rand: e.opts.Rand})
 	run.set(modePSK, model, dev.Stop, dev.Online)
 	start := func(ctx context.Context) error {
 		out.expectBoot()
@@ -238,7 +239,7 @@ func (e *Emulator) runCert(ctx context.Context, run *appRun) {
 		e.bootOffline(run, out, model, tag, "No MQTT broker URI configured; not connecting")
 		return
 	}
-	dev := sim.NewMQTTDevice(sim.MQTTDeviceOptions{Model: model, Addr: e.opts.Cloud.MQTTS, RootCAs: e.opts.RootCAs,
+	dev := simmodel.NewMQTTDevice(model, sim.MQTTDeviceOptions{Addr: e.opts.Cloud.MQTTS, RootCAs: e.opts.RootCAs,
 		Console: out, Now: e.opts.Now, Rand: e.opts.Rand})
 	run.set(modeCert, model, dev.Stop, dev.Online)
 	back := func(ctx context.Context) bool {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/credloop/credloop/boards/nrf/smp"
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -70,8 +71,7 @@ func (e *Emulator) runApp(ctx context.Context) {
 	model := e.modelFor(cfg)
 	e.mu.Unlock()
 	e.logf(lvlInf, "golioth_mbox", "Mbox created, bufsize: 1232, num_items: 10, item_size: 112")
-	dev := sim.NewDevice(sim.DeviceOptions{
-		Model:            model,
+	dev := simmodel.NewDevice(model, sim.DeviceOptions{
 		Addr:             e.o.Cloud.CoAPS,
 		RootCAs:          e.o.RootCAs,
 		HandshakeTimeout: e.o.HandshakeTimeout,

@@ -20,6 +20,7 @@ import (
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -275,13 +276,13 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		if err != nil {
 			ts.Fatalf("sim rotate-psk: key must be hex")
 		}
-		expectErr("rotate-psk", d.Model().InstallBackupPSK(rest[0], key))
+		expectErr("rotate-psk", modelOf(d).InstallBackupPSK(rest[0], key))
 	case "power-cut":
 		noNeg(ts, neg, "sim power-cut")
 		if len(rest) != 1 {
 			ts.Fatalf("usage: sim power-cut NAME POINT")
 		}
-		ms, ok := d.Model().Store().(*devicemodel.MemStore)
+		ms, ok := modelOf(d).Store().(*devicemodel.MemStore)
 		if !ok {
 			ts.Fatalf("sim power-cut: device %s has no injectable store", name)
 		}
@@ -405,16 +406,14 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 	w.consoles[name] = console
 	model := devicemodel.New(devicemodel.Config{ID: id, Project: project, Factory: factory}, devicemodel.NewMemStore())
 	if useMQTT {
-		w.devices[name] = sim.NewMQTTDevice(sim.MQTTDeviceOptions{
-			Model:   model,
+		w.devices[name] = simmodel.NewMQTTDevice(model, sim.MQTTDeviceOptions{
 			Addr:    w.mqttAddr,
 			Console: console,
 			Now:     w.clock.Now,
 		})
 		return
 	}
-	w.devices[name] = sim.NewDevice(sim.DeviceOptions{
-		Model:            model,
+	w.devices[name] = simmodel.NewDevice(model, sim.DeviceOptions{
 		Addr:             w.addr,
 		HandshakeTimeout: hsTimeout,
 		Console:          console,

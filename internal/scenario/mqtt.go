@@ -17,6 +17,7 @@ import (
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -69,7 +70,7 @@ func mqttOperate(ts *testscript.TestScript, w *world, d *sim.MQTTDevice, sub str
 		if len(args) != 0 {
 			ts.Fatalf("usage: sim https-provision NAME")
 		}
-		model := d.Model()
+		model := simmodel.Of(d)
 		factory := model.Config().Factory
 		key, err := fakeca.ParseKey(factory.KeyDER)
 		ts.Check(err)

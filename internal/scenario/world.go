@@ -22,6 +22,7 @@ import (
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
 
@@ -181,7 +182,6 @@ func (w *world) withRegistry(f func(*registry.Registry) error) error {
 // device is what every simulated device offers, whatever its transport.
 type device interface {
 	ID() string
-	Model() *devicemodel.Device
 	Start(ctx context.Context) error
 	Reboot(ctx context.Context) error
 	PowerCycle(ctx context.Context) error
@@ -196,6 +196,17 @@ var (
 	_ device = (*sim.Device)(nil)
 	_ device = (*sim.MQTTDevice)(nil)
 )
+
+// modelOf is the credential model a device runs.
+func modelOf(d device) *devicemodel.Device {
+	switch d := d.(type) {
+	case *sim.Device:
+		return simmodel.Of(d)
+	case *sim.MQTTDevice:
+		return simmodel.Of(d)
+	}
+	return nil
+}
 
 func (w *world) device(name string) (device, error) {
 	d, ok := w.devices[name]
