@@ -49,9 +49,12 @@ type CAOptions struct {
 func (o CAOptions) fakeca() fakeca.Options { return fakeca.Options{Now: o.Now, Rand: o.Rand} }
 
 // CA is a certificate authority for tests: a root and, unless made
-// without, an intermediate that issues device certificates. A Cloud trusts
-// its CA's root for every project, and its server certificates chain to
-// it. It is safe for concurrent use.
+// without, an intermediate that issues device certificates. A Cloud's
+// server certificates chain to its CA's root, and the Cloud accepts a
+// device certificate its CA issued once the certificate is registered
+// (registry.AddCertificate); a certificate it has not seen is accepted only
+// when the device's project trusts the root (registry.TrustRoot). It is
+// safe for concurrent use.
 type CA struct {
 	a *fakeca.Authority
 }
@@ -169,9 +172,7 @@ type DeviceCert struct {
 
 // IssueDevice issues a client certificate for device of project: subject
 // O=project (omitted when project is ""), CN=device, a new ECDSA P-256
-// key, valid for a year from a minute ago on the CA's clock. The Cloud
-// accepts it once the device (or project, for just-in-time provisioning)
-// exists in the registry.
+// key, valid for a year from a minute ago on the CA's clock.
 func (ca *CA) IssueDevice(project, device string) (DeviceCert, error) {
 	cert, key, err := ca.a.Issuing.Issue(device, project, fakeca.ECDSAP256, 0)
 	if err != nil {
