@@ -31,7 +31,8 @@ type HTTPSProvisionOptions struct {
 	// RootCAs verifies the provisioning server (server authentication
 	// only, as in TI's flow). Nil skips verification.
 	RootCAs *x509.CertPool
-	Timeout time.Duration // default 10 s
+	// Timeout bounds the whole exchange (default 10 s).
+	Timeout time.Duration
 }
 
 // ProvisionHTTPS builds a CSR with the UDID in its subject, signed by the

@@ -31,20 +31,28 @@ var ErrHandshake = errors.New("sim: dtls handshake failed")
 // Credential is what a device presents: a PSK (identity + key) or a
 // certificate chain with its private key.
 type Credential struct {
+	// PSKIdentity is the PSK identity, "<device>@<project>" for credloop's
+	// cloud.
 	PSKIdentity string
-	PSK         []byte
-	Chain       [][]byte // DER, leaf first
-	Key         crypto.Signer
+	// PSK is the pre-shared key.
+	PSK []byte
+	// Chain is the certificate chain, DER, leaf first.
+	Chain [][]byte
+	// Key is the private key of the chain's leaf.
+	Key crypto.Signer
 }
 
 // DialOptions configures one DTLS/CoAP session.
 type DialOptions struct {
 	// Addr is the cloud's coaps address, host:port.
-	Addr       string
+	Addr string
+	// Credential is what the device presents.
 	Credential Credential
 	// RootCAs verifies the server certificate in certificate mode. When
 	// nil the server certificate is not verified (as with PSK).
-	RootCAs    *x509.CertPool
+	RootCAs *x509.CertPool
+	// ServerName, when set with RootCAs, is checked against the server
+	// certificate's names; empty, only its chain is verified.
 	ServerName string
 	// ServerCertificate, when set, pins the server: its leaf certificate
 	// must be exactly these DER bytes, and RootCAs is not consulted (a
