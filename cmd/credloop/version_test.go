@@ -10,11 +10,12 @@ import (
 )
 
 // TestVersionFromCheckout builds credloop from this checkout with VCS
-// stamping asked for and checks that --version and version print the
-// "(devel)" module version and the same revision, time and modified flag
-// as `go version -m` reads from the binary; in a git clone that revision
-// must be the checkout's HEAD. (The go command does not stamp builds in a
-// linked git worktree; then only the version line is checked.)
+// stamping asked for and checks that --version and version print the same
+// module version, revision, time and modified flag as `go version -m`
+// reads from the binary. In a git clone the revision must be the
+// checkout's HEAD and the version a pseudo-version naming it (or
+// "(devel)"); without VCS information (-buildvcs=false, or a linked git
+// worktree, which the go command does not stamp) the version is "(devel)".
 func TestVersionFromCheckout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -30,8 +31,12 @@ func TestVersionFromCheckout(t *testing.T) {
 		t.Fatalf("go version -m: %v", err)
 	}
 	settings := map[string]string{}
+	version := ""
 	for _, line := range strings.Split(string(meta), "\n") {
 		f := strings.Fields(line)
+		if len(f) >= 3 && f[0] == "mod" && f[1] == "github.com/credloop/credloop" {
+			version = f[2]
+		}
 		if len(f) == 2 && f[0] == "build" && strings.HasPrefix(f[1], "vcs.") {
 			k, v, _ := strings.Cut(f[1], "=")
 			settings[k] = v
@@ -45,7 +50,15 @@ func TestVersionFromCheckout(t *testing.T) {
 		if rev != strings.TrimSpace(string(head)) {
 			t.Fatalf("binary stamped with %s, HEAD is %s", rev, head)
 		}
+		// A clean checkout gets a pseudo-version naming the commit, a
+		// modified one the same with +dirty.
+		if version != "(devel)" && !strings.Contains(version, rev[:12]) {
+			t.Fatalf("module version %s does not name revision %s", version, rev)
+		}
 	} else {
+		if version != "(devel)" {
+			t.Fatalf("unstamped build has module version %q, want (devel)", version)
+		}
 		t.Log("the go command did not stamp VCS information (linked worktree or -buildvcs=false); checking the version line only")
 	}
 	for _, arg := range []string{"--version", "version"} {
@@ -53,8 +66,8 @@ func TestVersionFromCheckout(t *testing.T) {
 		if err != nil {
 			t.Fatalf("credloop %s: %v\n%s", arg, err, out)
 		}
-		if first, _, _ := strings.Cut(string(out), "\n"); first != "credloop (devel)" {
-			t.Errorf("credloop %s: first line %q, want %q", arg, first, "credloop (devel)")
+		if first, _, _ := strings.Cut(string(out), "\n"); first != "credloop "+version {
+			t.Errorf("credloop %s: first line %q, want %q", arg, first, "credloop "+version)
 		}
 		for key, label := range map[string]string{"vcs.revision": "revision:", "vcs.time": "time:", "vcs.modified": "modified:"} {
 			v, stamped := settings[key]

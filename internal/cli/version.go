@@ -15,11 +15,21 @@ const versionUsage = `
 Usage: credloop version
        credloop --version
 
-Print the module version credloop was built as ("(devel)" when built from
-a checkout with go build or go install ./cmd/credloop, v1.2.3 when
-installed as github.com/credloop/credloop/cmd/credloop@v1.2.3), the VCS
-revision and commit time it was built from, whether the working tree had
-uncommitted changes, and the Go version.
+Print the module version credloop was built as, the VCS revision and
+commit time it was built from, whether the working tree had uncommitted
+changes, and the Go version. Built from a git checkout (go install
+./cmd/credloop) the version is a pseudo-version naming the commit, with
++dirty for uncommitted changes, or "(devel)" when the go command recorded
+no VCS information (-buildvcs=false); installed as
+github.com/credloop/credloop/cmd/credloop@v1.2.3 it is v1.2.3.
+
+Example:
+  $ credloop --version
+  credloop v0.0.0-20261207233649-59fbb2585ce1
+  revision: 59fbb2585ce1...
+  time:     2026-12-07T23:36:49Z
+  modified: false
+  go:       go1.26.8
 `
 
 func runVersion(_ context.Context, env *Env) error {
