@@ -20,9 +20,9 @@ import (
 )
 
 // readmeMarker precedes a ```sh block of README.md that must run as
-// written: all marked blocks, in order, make one shell session in one
-// empty directory.
-const readmeMarker = "<!-- test: session -->"
+// written: all marked blocks, in order, run in one shell, in one empty
+// directory.
+const readmeMarker = "<!-- test: shell -->"
 
 // readmeSession returns the command lines of README.md's marked blocks:
 // backslash continuations joined, blank lines and comment lines dropped.
