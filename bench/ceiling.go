@@ -20,7 +20,7 @@ import (
 
 // Ceilings are crypto throughputs measured on one goroutine (ops/s), and
 // what they allow for whole handshakes and issuance on this machine. See
-// /work/shared/design/PERFORMANCE.md ("Derived ceilings").
+// docs/benchmarks.md ("Ceilings").
 type Ceilings struct {
 	ECDSAP256Sign   float64 `json:"ecdsa_p256_sign"`
 	ECDSAP256Verify float64 `json:"ecdsa_p256_verify"`
@@ -45,7 +45,7 @@ type Ceilings struct {
 	// side + 6 datagrams). About 20k pairs/s per core.
 	PSKHandshake float64 `json:"psk_handshake"`
 	// CSRIssue: CSR signature check (one verify) + CreateCertificate on one
-	// core: 1 / (1/ECDSAP256Verify + 1/Issue). PERFORMANCE.md measures 5.2k/s
+	// core: 1 / (1/ECDSAP256Verify + 1/Issue). docs/benchmarks.md cites 5.2k/s
 	// for parse + check + create, of which parsing is a few µs.
 	CSRIssue float64 `json:"csr_issue"`
 	// CSRIssueAllCores is the same issuance (verify + CreateCertificate)
@@ -56,7 +56,7 @@ type Ceilings struct {
 }
 
 // UDPDatagramCost is the cost of one UDP loopback datagram (send +
-// receive) used by the PSK handshake ceiling, from PERFORMANCE.md.
+// receive) used by the PSK handshake ceiling (docs/benchmarks.md).
 const UDPDatagramCost = 5 * time.Microsecond
 
 // MeasureCeilings runs each crypto operation on one goroutine for d, and

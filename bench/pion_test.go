@@ -16,12 +16,11 @@ import (
 // dtls-psk workload is compared with in BENCHMARKS.md.
 func BenchmarkPionPSKHandshake(b *testing.B) {
 	psk := []byte("0123456789abcdef")
-	cfg := &dtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return psk, nil },
-		PSKIdentityHint: []byte("bench"),
-		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
-	}
-	ln, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+	ln, err := dtls.ListenWithOptions("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)},
+		dtls.WithPSK(func([]byte) ([]byte, error) { return psk, nil }),
+		dtls.WithPSKIdentityHint([]byte("bench")),
+		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
+	)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -53,17 +52,17 @@ func BenchmarkPionPSKHandshake(b *testing.B) {
 		}
 	}()
 	raddr := ln.Addr().(*net.UDPAddr)
-	ccfg := &dtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return psk, nil },
-		PSKIdentityHint: []byte("dev"),
-		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
+	ccfg := []dtls.ClientOption{
+		dtls.WithPSK(func([]byte) ([]byte, error) { return psk, nil }),
+		dtls.WithPSKIdentityHint([]byte("dev")),
+		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
 	}
 	b.ReportAllocs()
 	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			c, err := dtls.Dial("udp", raddr, ccfg)
+			c, err := dtls.DialWithOptions("udp", raddr, ccfg...)
 			if err != nil {
 				b.Error(err)
 				return

@@ -198,8 +198,8 @@ func validTemplateName(name string) error {
 	return nil
 }
 
-// ProvisionByClaim runs AWS fleet provisioning by claim (PROTOCOLS.md
-// section 2): it connects with the model's factory certificate (the claim
+// ProvisionByClaim runs AWS fleet provisioning by claim (docs/protocols.md,
+// AWS fleet provisioning): it connects with the model's factory certificate (the claim
 // certificate), obtains a certificate with CreateCertificateFromCsr (key
 // made on the device by Model.PrepareCSR) or, with CreateKeys,
 // CreateKeysAndCertificate (key made by the cloud), registers the thing

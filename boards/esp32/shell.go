@@ -29,7 +29,7 @@ const (
 	// defaultNamespace is cmd_nvs.c's namespace before nvs_namespace.
 	defaultNamespace = "storage"
 	// Namespaces and keys of the firmware.
-	nsGolioth   = "example" // Golioth's ESP-IDF samples (PROTOCOLS.md §3)
+	nsGolioth   = "example" // Golioth's ESP-IDF samples (docs/protocols.md)
 	keyPSKID    = "g_psk_id"
 	keyPSK      = "g_psk"
 	keyWiFiSSID = "w_ssid"

@@ -37,7 +37,7 @@ memory), the cloud in its own process (--server-proc) or an external
 server (--target), and reports throughput, latency percentiles, errors by
 cause, CPU and allocations per operation, and efficiency = achieved
 throughput / the crypto ceiling measured in the same run on this machine
-(see PERFORMANCE.md).
+(see docs/benchmarks.md).
 
 Workloads:
 `)

@@ -62,6 +62,9 @@ func Run(ctx context.Context, env *Env) int {
 		printUsage(env.Stdout)
 		return 0
 	}
+	if env.Args[0] == "--version" || env.Args[0] == "-version" {
+		env = &Env{Args: append([]string{"version"}, env.Args[1:]...), Stdin: env.Stdin, Stdout: env.Stdout, Stderr: env.Stderr}
+	}
 	c, ok := commands[env.Args[0]]
 	if !ok {
 		fmt.Fprintf(env.Stderr, "credloop: unknown command %q\n\n", env.Args[0])
@@ -103,7 +106,8 @@ Commands:
 		fmt.Fprintf(w, "  %-9s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprint(w, `
-Run 'credloop <command> --help' for a command's flags and examples.
+Run 'credloop <command> --help' for a command's flags and examples, and
+'credloop --version' for the version and revision credloop was built from.
 
 Quick start:
   credloop run ./scenarios                 run the bundled scenarios

@@ -132,17 +132,17 @@ func dialOurs(suite uint16) func(ctx context.Context, addr string) (net.Conn, er
 }
 
 func dialPion(suite uint16) func(ctx context.Context, addr string) (net.Conn, error) {
-	cfg := &dtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return testKey, nil },
-		PSKIdentityHint: []byte("dev1@proj"),
-		CipherSuites:    []dtls.CipherSuiteID{dtls.CipherSuiteID(suite)},
+	opts := []dtls.ClientOption{
+		dtls.WithPSK(func([]byte) ([]byte, error) { return testKey, nil }),
+		dtls.WithPSKIdentityHint([]byte("dev1@proj")),
+		dtls.WithCipherSuites(dtls.CipherSuiteID(suite)),
 	}
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		ua, err := net.ResolveUDPAddr("udp", addr)
 		if err != nil {
 			return nil, err
 		}
-		c, err := dtls.Dial("udp", ua, cfg)
+		c, err := dtls.DialWithOptions("udp", ua, opts...)
 		if err != nil {
 			return nil, err
 		}

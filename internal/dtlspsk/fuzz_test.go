@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/pion/dtls/v3"
 )
 
 func FuzzParseRecord(f *testing.F) {
@@ -219,7 +221,7 @@ func FuzzHandshake(f *testing.F) {
 func recordSession(t testing.TB, hint string) [][]byte {
 	scfg := pionConfig("dev1@proj", testKey)
 	if hint != "" {
-		scfg.PSKIdentityHint = []byte(hint)
+		scfg = append(scfg, dtls.WithPSKIdentityHint([]byte(hint)))
 	}
 	srv := startPion(t, scfg)
 	defer srv.close()

@@ -22,28 +22,29 @@ type pionServer struct {
 	open map[net.Conn]struct{}
 }
 
-// pionConfig is a server configuration accepting identity with key.
-func pionConfig(identity string, key []byte) *dtls.Config {
-	return &dtls.Config{
-		PSK: func(id []byte) ([]byte, error) {
+// pionConfig is a server configuration accepting identity with key, with
+// extra options (a hint, an MTU, ...) applied after it.
+func pionConfig(identity string, key []byte, extra ...dtls.ServerOption) []dtls.ServerOption {
+	return append([]dtls.ServerOption{
+		dtls.WithPSK(func(id []byte) ([]byte, error) {
 			if string(id) != identity {
 				return nil, errors.New("unknown identity")
 			}
 			return key, nil
-		},
-		CipherSuites: []dtls.CipherSuiteID{
+		}),
+		dtls.WithCipherSuites(
 			dtls.TLS_PSK_WITH_AES_128_GCM_SHA256,
 			dtls.TLS_PSK_WITH_AES_128_CCM,
 			dtls.TLS_PSK_WITH_AES_128_CCM_8,
-		},
-	}
+		),
+	}, extra...)
 }
 
 // startPion runs a pion server that echoes every record back; it stops at
 // the end of the test or benchmark.
-func startPion(tb testing.TB, cfg *dtls.Config) *pionServer {
+func startPion(tb testing.TB, opts []dtls.ServerOption) *pionServer {
 	tb.Helper()
-	ln, err := dtls.Listen("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, cfg)
+	ln, err := dtls.ListenWithOptions("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}

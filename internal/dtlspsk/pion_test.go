@@ -31,10 +31,7 @@ func TestPionHandshakeEcho(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			scfg := pionConfig("dev1@proj", testKey)
-			scfg.PSKIdentityHint = tt.hint
-			scfg.ExtendedMasterSecret = tt.ems
-			srv := startPion(t, scfg)
+			srv := startPion(t, pionConfig("dev1@proj", testKey, dtls.WithPSKIdentityHint(tt.hint), dtls.WithExtendedMasterSecret(tt.ems)))
 			ctx := testContext(t, 10*time.Second)
 			c, err := Dial(ctx, srv.addr, &Config{Identity: "dev1@proj", Key: testKey, CipherSuites: tt.offer})
 			if err != nil {
@@ -127,9 +124,7 @@ func TestRetransmission(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			scfg := pionConfig("dev1@proj", testKey)
-			scfg.PSKIdentityHint = []byte("hint")
-			srv := startPion(t, scfg)
+			srv := startPion(t, pionConfig("dev1@proj", testKey, dtls.WithPSKIdentityHint([]byte("hint"))))
 			p := startProxy(t, srv.addr, tt.dropUp, tt.dropDown, tt.dup)
 			ctx := testContext(t, 15*time.Second)
 			c, err := Dial(ctx, p.addr(), &Config{Identity: "dev1@proj", Key: testKey, RetransmitTimeout: 100 * time.Millisecond})
@@ -152,10 +147,7 @@ func TestFragmentation(t *testing.T) {
 	// fragments its long identity in ClientKeyExchange.
 	identity := strings.Repeat("d", 700) + "@proj"
 	hint := strings.Repeat("h", 400)
-	scfg := pionConfig(identity, testKey)
-	scfg.PSKIdentityHint = []byte(hint)
-	scfg.MTU = 120
-	srv := startPion(t, scfg)
+	srv := startPion(t, pionConfig(identity, testKey, dtls.WithPSKIdentityHint([]byte(hint)), dtls.WithMTU(120)))
 	p := startProxy(t, srv.addr, nil, nil, false)
 	ctx := testContext(t, 10*time.Second)
 	c, err := Dial(ctx, p.addr(), &Config{Identity: identity, Key: testKey, MTU: MinMTU})

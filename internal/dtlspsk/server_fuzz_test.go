@@ -305,12 +305,12 @@ func capturePionHellos(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	c, err := dtls.Client(cpc, pc.LocalAddr(), &dtls.Config{
-		PSK:                  func([]byte) ([]byte, error) { return testKey, nil },
-		PSKIdentityHint:      []byte("dev1@proj"),
-		CipherSuites:         []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8, dtls.TLS_PSK_WITH_AES_128_GCM_SHA256},
-		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
-	})
+	c, err := dtls.ClientWithOptions(cpc, pc.LocalAddr(),
+		dtls.WithPSK(func([]byte) ([]byte, error) { return testKey, nil }),
+		dtls.WithPSKIdentityHint([]byte("dev1@proj")),
+		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8, dtls.TLS_PSK_WITH_AES_128_GCM_SHA256),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+	)
 	if err != nil {
 		_ = cpc.Close()
 		tb.Fatal(err)

@@ -351,14 +351,14 @@ func TestServerFragmentedFlight4(t *testing.T) {
 			t.Fatal(err)
 		}
 		var gotHint string
-		c, err := dtls.Client(pc, raddr, &dtls.Config{
-			PSK: func(h []byte) ([]byte, error) {
+		c, err := dtls.ClientWithOptions(pc, raddr,
+			dtls.WithPSK(func(h []byte) ([]byte, error) {
 				gotHint = string(h)
 				return testKey, nil
-			},
-			PSKIdentityHint: []byte("dev1@proj"),
-			CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_GCM_SHA256},
-		})
+			}),
+			dtls.WithPSKIdentityHint([]byte("dev1@proj")),
+			dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_GCM_SHA256),
+		)
 		if err != nil {
 			_ = pc.Close()
 			t.Fatal(err)

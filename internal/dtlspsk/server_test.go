@@ -190,12 +190,12 @@ func TestServerWithPionClient(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, err := dtls.Client(pc, raddr, &dtls.Config{
-				PSK:                  func([]byte) ([]byte, error) { return testKey, nil },
-				PSKIdentityHint:      []byte("dev1@proj"),
-				CipherSuites:         []dtls.CipherSuiteID{tt.suite},
-				ExtendedMasterSecret: tt.ems,
-			})
+			c, err := dtls.ClientWithOptions(pc, raddr,
+				dtls.WithPSK(func([]byte) ([]byte, error) { return testKey, nil }),
+				dtls.WithPSKIdentityHint([]byte("dev1@proj")),
+				dtls.WithCipherSuites(tt.suite),
+				dtls.WithExtendedMasterSecret(tt.ems),
+			)
 			if err != nil {
 				t.Fatal(err)
 			}

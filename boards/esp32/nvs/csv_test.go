@@ -10,7 +10,7 @@ import (
 )
 
 // goliothCSV provisions the Golioth ESP-IDF samples (namespace "example",
-// PROTOCOLS.md section 3) and rotated certificates in namespace "certs"
+// docs/protocols.md) and rotated certificates in namespace "certs"
 // (the ESP32 rotation example), stored as strings as nvs_set_str stores them.
 const goliothCSV = `key,type,encoding,value
 # Golioth PSK credentials for the ESP-IDF samples

@@ -11,7 +11,7 @@ import (
 )
 
 // The vectors below were written out by hand from the format description
-// (PROTOCOLS.md section 7); the CRC constants were computed with Python's
+// (docs/protocols.md, ESP-IDF NVS); the CRC constants were computed with Python's
 // zlib.crc32(buf, 0xFFFFFFFF), the function nvs_partition_gen uses.
 
 // hexBytes decodes hex written with spaces, "|" separators and newlines.
@@ -66,7 +66,7 @@ func bitcrc(seed uint32, b []byte) uint32 {
 func TestCRC(t *testing.T) {
 	// Page 0's header bytes 4..28: sequence 0, version 2, 0xFF padding.
 	h := append([]byte{0, 0, 0, 0, 0xFE}, ff(19)...)
-	const verified = 0xb9ba2d84 // PROTOCOLS.md: VERIFIED against the vendor tool
+	const verified = 0xb9ba2d84 // checked against the vendor tool (docs/protocols.md)
 	if got := crc(h); got != verified {
 		t.Fatalf("crc = 0x%08x, want 0x%08x", got, verified)
 	}
@@ -171,7 +171,7 @@ func blobPattern(n int) []byte {
 	return b
 }
 
-// TestVectorBlob5000 is PROTOCOLS.md's VERIFIED layout: a 5000-byte blob
+// TestVectorBlob5000 is the vendor tool's layout (docs/protocols.md): a 5000-byte blob
 // after 5 used entries is chunk 0 of 3840 bytes filling page 0, chunk 1 of
 // 1160 bytes on page 1, then BLOB_IDX size=5000 count=2 start=0.
 func TestVectorBlob5000(t *testing.T) {

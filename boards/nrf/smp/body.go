@@ -201,7 +201,7 @@ type groupError struct {
 // RC is an mcumgr result code (Zephyr enum mcumgr_err_t), the value of "rc".
 type RC int
 
-// Result codes. 0..5 are listed in PROTOCOLS.md; 6..13 and 256 come from
+// Result codes (docs/protocols.md): 0..5 from Zephyr's SMP protocol docs; 6..13 and 256 from
 // Zephyr include/zephyr/mgmt/mcumgr/mgmt/mgmt_defines.h.
 const (
 	EOK               RC = 0

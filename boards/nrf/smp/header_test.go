@@ -12,7 +12,7 @@ func TestHeaderMarshal(t *testing.T) {
 		h    Header
 		want []byte
 	}{
-		// PROTOCOLS.md §8: a v0 fs upload is 02 00 LL LL 00 08 SS 00.
+		// docs/protocols.md, mcumgr SMP: a v0 fs upload is 02 00 LL LL 00 08 SS 00.
 		{"v0 fs upload", Header{Op: OpWrite, Len: 0x0123, Group: GroupFS, Seq: 0x42, ID: CmdFSFile},
 			[]byte{0x02, 0x00, 0x01, 0x23, 0x00, 0x08, 0x42, 0x00}},
 		// With version 1 ("SMP v2") byte 0 is 0x0A.
