@@ -76,6 +76,11 @@ type AdminOptions struct {
 // process: that process enforces revocations and disables through the
 // event log. An Admin from (*Cloud).Admin also drops the live sessions of
 // its cloud at once.
+//
+// The registry offers no transaction spanning several of its writes, so
+// an operation makes its change first and records its events after: an
+// event that cannot be recorded leaves the change made, and is reported
+// by Warnings. An Admin is safe for concurrent use.
 type Admin struct {
 	reg    *registry.Registry
 	dir    string

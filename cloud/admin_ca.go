@@ -83,7 +83,7 @@ func (a *Admin) caInfo(name string, au *fakeca.Authority) CAInfo {
 // DIR/ca.
 func ValidCAName(name string) error {
 	if name == "." || name == ".." || registry.ValidID(name) != nil {
-		return fmt.Errorf("%w: CA name %q: 1..64 characters of [A-Za-z0-9._:-], not . or ..", registry.ErrInvalid, clipArg(name))
+		return fmt.Errorf("%w: CA name %q: want 1..64 characters of [A-Za-z0-9._:-], and neither . nor .. alone", registry.ErrInvalid, clipArg(name))
 	}
 	return nil
 }

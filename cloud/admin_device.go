@@ -386,7 +386,7 @@ func (a *Admin) FindCertificate(ctx context.Context, id string) (registry.Creden
 	}
 	switch len(match) {
 	case 0:
-		return registry.Credential{}, fmt.Errorf("%w: certificateId %s...", ErrNoCertificate, want)
+		return registry.Credential{}, fmt.Errorf("%w: no certificateId starts with %s", ErrNoCertificate, want)
 	case 1:
 		return match[0], nil
 	}

@@ -4,6 +4,10 @@
 //	c, err := cloud.New(cloud.Options{})   // in-memory, random ports
 //	defer c.Close()
 //	addr := c.Addrs().CoAPS
+//
+// Operators (the credloop CLI, scenarios, tests) change the registry
+// through an Admin: c.Admin() for a running cloud, OpenAdmin for a data
+// directory a cloud in another process may be serving.
 package cloud
 
 import (
