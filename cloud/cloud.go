@@ -4,6 +4,10 @@
 //	c, err := cloud.New(cloud.Options{})   // in-memory, random ports
 //	defer c.Close()
 //	addr := c.Addrs().CoAPS
+//
+// Operators (the credloop CLI, scenarios, tests) change the registry
+// through an Admin: c.Admin() for a running cloud, OpenAdmin for a data
+// directory a cloud in another process may be serving.
 package cloud
 
 import (
@@ -313,22 +317,18 @@ func otherCAs(dir string, fo fakeca.Options) (map[string]*fakeca.Authority, erro
 
 // Revoke marks the certificate with serial (issued by the CA certificate
 // whose fingerprint is issuerFP) revoked, and drops live sessions that used
-// it or any certificate it issued.
+// it or any certificate it issued. It is Admin().RevokeSerial: the same
+// registry changes and events as `credloop ca revoke`.
 func (c *Cloud) Revoke(ctx context.Context, issuerFP, serial string, reason int) error {
-	if _, err := c.Registry.Revoke(ctx, issuerFP, serial, reason); err != nil {
-		return err
-	}
-	c.revalidate(ctx, "revocation")
-	return nil
+	_, err := c.Admin().RevokeSerial(ctx, issuerFP, serial, reason)
+	return err
 }
 
-// DisableDevice disables a device and drops its live sessions.
+// DisableDevice disables a device and drops its live sessions. It is
+// Admin().DisableDevice: the same as `credloop device disable`.
 func (c *Cloud) DisableDevice(ctx context.Context, project, device string) error {
-	if err := c.Registry.SetDeviceDisabled(ctx, project, device, true); err != nil {
-		return err
-	}
-	c.revalidate(ctx, "device disabled")
-	return nil
+	_, err := c.Admin().DisableDevice(ctx, project, device)
+	return err
 }
 
 // Close stops the endpoints and closes what New opened. It is idempotent.

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -9,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/credloop/credloop/boards"
-	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/hil"
 )
 
@@ -297,25 +298,19 @@ func boardProvision(ctx context.Context, env *Env) error {
 	if entry.Emulate {
 		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", entry.Name)
 	}
-	reg, err := openRegistryAt(*dir, false)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	creds, err := reg.Credentials(ctx, project, id)
-	reg.Close()
-	if err != nil {
-		return err
-	}
-	var cr boards.Credentials
-	for _, c := range creds {
-		if c.Kind == registry.KindPSK && c.State == registry.StateActive {
-			cr = boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK, Project: project, DeviceID: id}
-			break
-		}
-	}
-	if cr.PSKIdentity == "" {
+	c, err := a.ActivePSK(ctx, project, id)
+	a.Close()
+	if errors.Is(err, cloud.ErrNoPSK) {
 		return fmt.Errorf("the registry holds no active PSK for %s/%s (private keys of certificates are never in the registry)", project, id)
 	}
+	if err != nil {
+		return err
+	}
+	cr := boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK, Project: project, DeviceID: id}
 	red := hil.NewRedactor()
 	if _, err := red.AddPSK(cr.PSK); err != nil {
 		return err

@@ -7,16 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
-	"github.com/credloop/credloop/internal/crl"
 	"github.com/credloop/credloop/internal/fakeca"
 )
 
@@ -95,7 +92,10 @@ func (c caFlags) parse(fs *flag.FlagSet, args []string) error {
 
 func (c caFlags) caDir() string { return cloud.CADir(*c.dir, *c.name) }
 
-func (c caFlags) load() (*fakeca.Authority, error) { return loadAuthorityAt(*c.dir, *c.name) }
+// open opens the admin of DIR for the CA. Close it with closeAdmin.
+func (c caFlags) open() (*cloud.Admin, error) { return openCA(*c.dir, *c.name) }
+
+func (c caFlags) scope() scope { return scope{dir: *c.dir, ca: *c.name} }
 
 // certInfo describes a certificate for people (printCertInfo) and --json.
 type certInfo struct {
@@ -152,14 +152,14 @@ type authorityInfo struct {
 	Intermediate *certInfo `json:"intermediate,omitempty"`
 }
 
-func authorityInfoOf(name, caDir string, a *fakeca.Authority) authorityInfo {
-	ai := authorityInfo{Name: name, Dir: caDir, Root: infoOf("root", a.Root.Cert)}
-	ai.Root.CertFile = filepath.Join(caDir, fakeca.RootCertFile)
-	ai.Root.KeyFile = filepath.Join(caDir, fakeca.RootKeyFile)
-	if hasIntermediate(a) {
-		in := infoOf("intermediate", a.Issuing.Cert)
-		in.CertFile = filepath.Join(caDir, fakeca.IntermediateCertFile)
-		in.KeyFile = filepath.Join(caDir, fakeca.IntermediateKeyFile)
+func authorityInfoOf(ca cloud.CAInfo) authorityInfo {
+	ai := authorityInfo{Name: ca.Name, Dir: ca.Dir, Root: infoOf("root", ca.Root)}
+	ai.Root.CertFile = filepath.Join(ca.Dir, fakeca.RootCertFile)
+	ai.Root.KeyFile = filepath.Join(ca.Dir, fakeca.RootKeyFile)
+	if ca.Intermediate != nil {
+		in := infoOf("intermediate", ca.Intermediate)
+		in.CertFile = filepath.Join(ca.Dir, fakeca.IntermediateCertFile)
+		in.KeyFile = filepath.Join(ca.Dir, fakeca.IntermediateKeyFile)
 		ai.Intermediate = &in
 	}
 	return ai
@@ -174,29 +174,24 @@ func printAuthority(w io.Writer, ai authorityInfo) {
 	}
 }
 
-// refuseExisting fails when DIR/ca/NAME already holds a CA, unless force.
-func refuseExisting(c caFlags, force bool) error {
-	if force {
-		return nil
-	}
-	root := filepath.Join(c.caDir(), fakeca.RootCertFile)
-	if _, err := os.Stat(root); err == nil {
-		return fmt.Errorf("a CA already exists in %s: use --force to replace it (certificates it issued will no longer verify; projects trusting its root must trust the new one); see it with `credloop ca show%s --dir %s`",
-			c.caDir(), caNameArg(*c.name), shellArg(*c.dir))
-	} else if !errors.Is(err, fs.ErrNotExist) {
+// createCA makes the CA of --ca in DIR with create, then says so with
+// format (which takes the name and the directory) and shows it.
+func createCA(env *Env, c caFlags, format string, create func(*cloud.Admin) (cloud.CAInfo, error)) (err error) {
+	a, err := openAdmin(*c.dir, true)
+	if err != nil {
 		return err
 	}
-	return nil
-}
-
-// saveAuthority writes a to DIR/ca/NAME, then says so with format (which
-// takes the name and the directory) and shows it.
-func saveAuthority(env *Env, c caFlags, a *fakeca.Authority, format string) error {
-	if err := a.Save(c.caDir()); err != nil {
+	defer closeAdmin(env, a, &err)
+	info, err := create(a)
+	if errors.Is(err, cloud.ErrCAExists) {
+		return fmt.Errorf("a CA already exists in %s: use --force to replace it (certificates it issued will no longer verify; projects trusting its root must trust the new one); see it with `credloop ca show%s --dir %s`",
+			c.caDir(), caNameArg(*c.name), shellArg(*c.dir))
+	}
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, format, *c.name, c.caDir())
-	printAuthority(env.Stdout, authorityInfoOf(*c.name, c.caDir(), a))
+	printAuthority(env.Stdout, authorityInfoOf(info))
 	return nil
 }
 
@@ -216,7 +211,7 @@ Examples:
   credloop ca init --dir ./lab --force      # replace the default CA
 `
 
-func caInit(_ context.Context, env *Env) error {
+func caInit(ctx context.Context, env *Env) error {
 	fs := flagSet(env, "ca init", caInitUsage)
 	c := addCAFlags(fs)
 	keyType := fs.String("key", string(fakeca.ECDSAP256), "key `TYPE` of the root and intermediate: ecdsa-p256, ecdsa-p384 or rsa-2048")
@@ -228,14 +223,9 @@ func caInit(_ context.Context, env *Env) error {
 	if err != nil {
 		return usageErr("--key: %v", err)
 	}
-	if err := refuseExisting(c, *force); err != nil {
-		return err
-	}
-	a, err := fakeca.Init(kt, fakeca.Options{})
-	if err != nil {
-		return err
-	}
-	return saveAuthority(env, c, a, "created CA %q in %s\n")
+	return createCA(env, c, "created CA %q in %s\n", func(a *cloud.Admin) (cloud.CAInfo, error) {
+		return a.InitCA(ctx, cloud.InitCAOptions{Name: *c.name, KeyType: cloud.KeyType(kt), Force: *force})
+	})
 }
 
 const caImportUsage = `
@@ -254,7 +244,7 @@ Examples:
   credloop ca import --dir ./lab --cert root.pem --key root.key --no-intermediate
 `
 
-func caImport(_ context.Context, env *Env) error {
+func caImport(ctx context.Context, env *Env) error {
 	fs := flagSet(env, "ca import", caImportUsage)
 	c := addCAFlags(fs)
 	certFile := fs.String("cert", "", "`FILE` with the root CA certificate (PEM or DER)")
@@ -275,18 +265,13 @@ func caImport(_ context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	var kt fakeca.KeyType
-	if certs, err := fakeca.ParseCertPEMOrDER(certPEM); err == nil {
-		kt, _ = fakeca.KeyTypeOf(certs[0].PublicKey)
-	}
-	if err := refuseExisting(c, *force); err != nil {
-		return err
-	}
-	a, err := fakeca.Import(certPEM, keyPEM, !*noInter, kt, fakeca.Options{})
-	if err != nil {
-		return fmt.Errorf("import %s with %s: %w", *certFile, *keyFile, err)
-	}
-	return saveAuthority(env, c, a, "imported CA %q into %s\n")
+	return createCA(env, c, "imported CA %q into %s\n", func(a *cloud.Admin) (cloud.CAInfo, error) {
+		info, err := a.ImportCA(ctx, cloud.InitCAOptions{Name: *c.name, Force: *force}, certPEM, keyPEM, *noInter)
+		if err != nil && !errors.Is(err, cloud.ErrCAExists) {
+			return info, fmt.Errorf("import %s with %s: %w", *certFile, *keyFile, err)
+		}
+		return info, err
+	})
 }
 
 const caIssueUsage = `
@@ -307,7 +292,7 @@ Examples:
   credloop ca issue --dir ./lab --cn old --org myproject --not-after 2024-01-01T00:00:00Z
 `
 
-func caIssue(_ context.Context, env *Env) error {
+func caIssue(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "ca issue", caIssueUsage)
 	c := addCAFlags(fs)
 	cn := fs.String("cn", "", "common name: the device `ID`")
@@ -346,52 +331,31 @@ func caIssue(_ context.Context, env *Env) error {
 		}
 		return usageErr("--name: %v", err)
 	}
-	tmpl := fakeca.Template{CN: *cn, Org: *org, KeyType: kt}
-	validity := time.Duration(*days) * 24 * time.Hour
-	if tmpl.NotBefore, err = parseTimeFlag("not-before", *notBefore); err != nil {
+	o := cloud.IssueOptions{CA: *c.name, CN: *cn, Org: *org, KeyType: string(kt), Validity: time.Duration(*days) * 24 * time.Hour}
+	if o.NotBefore, err = parseTimeFlag("not-before", *notBefore); err != nil {
 		return err
 	}
-	if tmpl.NotAfter, err = parseTimeFlag("not-after", *notAfter); err != nil {
+	if o.NotAfter, err = parseTimeFlag("not-after", *notAfter); err != nil {
 		return err
 	}
-	switch {
-	case !tmpl.NotBefore.IsZero() && !tmpl.NotAfter.IsZero():
+	if !o.NotBefore.IsZero() && !o.NotAfter.IsZero() {
 		if given["days"] {
 			return usageErr("--days cannot be combined with both --not-before and --not-after")
 		}
-	case !tmpl.NotBefore.IsZero():
-		tmpl.NotAfter = tmpl.NotBefore.Add(validity)
-	case !tmpl.NotAfter.IsZero():
-		tmpl.NotBefore = tmpl.NotAfter.Add(-validity)
-	default:
-		tmpl.NotAfter = time.Now().Add(validity)
-	}
-	if !tmpl.NotBefore.IsZero() && tmpl.NotAfter.Before(tmpl.NotBefore) {
-		return usageErr("--not-after %s is before --not-before %s", rfc3339(tmpl.NotAfter), rfc3339(tmpl.NotBefore))
-	}
-	a, err := c.load()
-	if err != nil {
-		return err
-	}
-	cert, key, err := a.Issuing.IssueWith(tmpl)
-	if err != nil {
-		return err
-	}
-	keyPEM, err := fakeca.EncodeKeyPEM(key)
-	if err != nil {
-		return err
-	}
-	keyDER, err := fakeca.EncodeKeyDER(key)
-	if err != nil {
-		return err
-	}
-	chain := fakeca.EncodeCertPEM(cert)
-	if hasIntermediate(a) {
-		chain = append(chain, fakeca.EncodeCertPEM(a.Issuing.Cert)...)
-		for _, ic := range a.Issuing.Chain[:max(0, len(a.Issuing.Chain)-1)] {
-			chain = append(chain, fakeca.EncodeCertPEM(ic)...)
+		if o.NotAfter.Before(o.NotBefore) {
+			return usageErr("--not-after %s is before --not-before %s", rfc3339(o.NotAfter), rfc3339(o.NotBefore))
 		}
 	}
+	a, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer closeAdmin(env, a, &err)
+	is, err := a.Issue(ctx, o)
+	if err != nil {
+		return c.scope().explain(err)
+	}
+	cert := is.Cert
 	if err := os.MkdirAll(*out, 0o700); err != nil {
 		return err
 	}
@@ -400,11 +364,11 @@ func caIssue(_ context.Context, env *Env) error {
 		data          []byte
 		mode          os.FileMode
 	}{
-		{"certificate (PEM)", ".crt.pem", fakeca.EncodeCertPEM(cert), 0o644},
+		{"certificate (PEM)", ".crt.pem", is.CertPEM, 0o644},
 		{"certificate (DER)", ".crt.der", cert.Raw, 0o644},
-		{"key (PEM)", ".key.pem", keyPEM, 0o600},
-		{"key (DER)", ".key.der", keyDER, 0o600},
-		{"chain (PEM)", ".chain.pem", chain, 0o644},
+		{"key (PEM)", ".key.pem", is.KeyPEM, 0o600},
+		{"key (DER)", ".key.der", is.KeyDER, 0o600},
+		{"chain (PEM)", ".chain.pem", is.ChainPEM, 0o644},
 	}
 	ci := infoOf("", cert)
 	printCertInfo(env.Stdout, "issued certificate", ci)
@@ -458,7 +422,7 @@ Examples:
   credloop ca sign --dir ./lab --csr dev1.csr --days 30 --chain > dev1.chain.pem
 `
 
-func caSign(_ context.Context, env *Env) error {
+func caSign(ctx context.Context, env *Env) (err error) {
 	fs := flagSet(env, "ca sign", caSignUsage)
 	c := addCAFlags(fs)
 	csrFile := fs.String("csr", "", "`FILE` with the CSR (PEM or DER)")
@@ -479,26 +443,22 @@ func caSign(_ context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	csr, err := fakeca.ParseCSR(data)
-	if err != nil {
-		return fmt.Errorf("CSR %s refused: %w", *csrFile, err)
-	}
-	policy := fakeca.Policy{Organization: *org, Validity: time.Duration(*days) * 24 * time.Hour}
-	if err := fakeca.CheckCSR(csr, policy); err != nil {
-		return fmt.Errorf("CSR %s (subject %q) refused: %w", *csrFile, csr.Subject.String(), err)
-	}
-	a, err := c.load()
+	a, err := c.open()
 	if err != nil {
 		return err
 	}
-	cert, err := a.Issuing.SignCSR(csr, policy)
-	if err != nil {
-		return fmt.Errorf("CSR %s refused: %w", *csrFile, err)
+	defer closeAdmin(env, a, &err)
+	signed, err := a.SignCSR(ctx, cloud.SignOptions{CA: *c.name, CSR: data, Org: *org, Validity: time.Duration(*days) * 24 * time.Hour, Chain: *withChain})
+	var ce *cloud.CSRError
+	switch {
+	case errors.As(err, &ce) && ce.Subject != "":
+		return fmt.Errorf("CSR %s (subject %q) refused: %w", *csrFile, ce.Subject, ce.Err)
+	case errors.As(err, &ce):
+		return fmt.Errorf("CSR %s refused: %w", *csrFile, ce.Err)
+	case err != nil:
+		return c.scope().explain(err)
 	}
-	pemData := fakeca.EncodeCertPEM(cert)
-	if *withChain && hasIntermediate(a) {
-		pemData = append(pemData, fakeca.EncodeCertPEM(a.Issuing.Cert)...)
-	}
+	cert, pemData := signed.Cert, signed.PEM
 	info, err := writeOutput(env, *out, pemData)
 	if err != nil {
 		return err
@@ -509,46 +469,6 @@ func caSign(_ context.Context, env *Env) error {
 	return nil
 }
 
-// crlReasons are the RFC 5280 CRLReason names by code (7 is unused).
-var crlReasons = [...]string{
-	0: "unspecified", 1: "keyCompromise", 2: "cACompromise", 3: "affiliationChanged",
-	4: "superseded", 5: "cessationOfOperation", 6: "certificateHold", 7: "",
-	8: "removeFromCRL", 9: "privilegeWithdrawn", 10: "aACompromise",
-}
-
-// parseReason accepts a CRLReason name (any case) or its number.
-func parseReason(s string) (int, error) {
-	if n, err := strconv.Atoi(s); err == nil {
-		if n >= 0 && n < len(crlReasons) && crlReasons[n] != "" {
-			return n, nil
-		}
-		return 0, fmt.Errorf("reason %d is not an RFC 5280 CRLReason (0-6, 8-10)", n)
-	}
-	for n, name := range crlReasons {
-		if name != "" && strings.EqualFold(name, s) {
-			return n, nil
-		}
-	}
-	return 0, fmt.Errorf("unknown reason %q: want one of %s, or a number", clipArg(s), strings.Join(reasonNames(), ", "))
-}
-
-func reasonNames() []string {
-	var names []string
-	for _, n := range crlReasons {
-		if n != "" {
-			names = append(names, n)
-		}
-	}
-	return names
-}
-
-func reasonName(n int) string {
-	if n >= 0 && n < len(crlReasons) && crlReasons[n] != "" {
-		return crlReasons[n]
-	}
-	return strconv.Itoa(n)
-}
-
 // clipArg shortens an argument quoted in an error message.
 func clipArg(s string) string {
 	if len(s) > 40 {
@@ -557,24 +477,21 @@ func clipArg(s string) string {
 	return s
 }
 
-// pickIssuer selects the CA that --issuer names: "" is the one that
-// issues device certificates.
-func pickIssuer(a *fakeca.Authority, which, name string) (*fakeca.CA, string, error) {
+// checkIssuer validates --issuer.
+func checkIssuer(which string) error {
 	switch which {
-	case "":
-		if hasIntermediate(a) {
-			return a.Issuing, "intermediate", nil
-		}
-		return a.Root, "root", nil
-	case "intermediate":
-		if !hasIntermediate(a) {
-			return nil, "", usageErr("CA %q has no intermediate (it was imported with --no-intermediate): use --issuer root", name)
-		}
-		return a.Issuing, "intermediate", nil
-	case "root":
-		return a.Root, "root", nil
+	case "", cloud.IssuerIntermediate, cloud.IssuerRoot:
+		return nil
 	}
-	return nil, "", usageErr("--issuer %q: want intermediate or root", clipArg(which))
+	return usageErr("--issuer %q: want intermediate or root", clipArg(which))
+}
+
+// explainIssuer turns the admin's errors about the issuer into messages.
+func (c caFlags) explainIssuer(err error) error {
+	if errors.Is(err, cloud.ErrNoIntermediate) {
+		return usageErr("CA %q has no intermediate (it was imported with --no-intermediate): use --issuer root", *c.name)
+	}
+	return c.scope().explain(err)
 }
 
 const caRevokeUsage = `
@@ -609,116 +526,72 @@ func caRevoke(ctx context.Context, env *Env) (err error) {
 	if (*serialArg == "") == (*certFile == "") {
 		return usageErr("give exactly one of --serial and --cert")
 	}
-	reason, err := parseReason(*reasonArg)
+	reason, err := cloud.ParseRevocationReason(*reasonArg)
 	if err != nil {
 		return usageErr("--reason: %v", err)
 	}
-	a, err := c.load()
-	if err != nil {
+	if err := checkIssuer(*issuerArg); err != nil {
 		return err
 	}
-	issuer, role, err := pickIssuer(a, *issuerArg, *c.name)
-	if err != nil {
-		return err
-	}
-	serial := *serialArg
+	o := cloud.RevokeOptions{CA: *c.name, Issuer: *issuerArg, Serial: *serialArg, Reason: reason}
 	if *certFile != "" {
 		certs, err := readCerts(*certFile)
 		if err != nil {
 			return err
 		}
-		cert := certs[0]
-		switch {
-		case *issuerArg == "" && cert.CheckSignatureFrom(issuer.Cert) != nil && cert.CheckSignatureFrom(a.Root.Cert) == nil:
-			issuer, role = a.Root, "root"
-		case cert.CheckSignatureFrom(issuer.Cert) != nil:
-			return fmt.Errorf("%s (subject %q) was not issued by the %s of CA %q (%s)", *certFile, cert.Subject.String(), role, *c.name, issuer.Cert.Subject.String())
-		}
-		serial = fmt.Sprintf("%x", cert.SerialNumber)
-	}
-	if serial, err = registry.NormalizeSerial(serial); err != nil {
+		o.Cert = certs[0]
+	} else if _, err := registry.NormalizeSerial(*serialArg); err != nil {
 		return usageErr("--serial: %v", err)
 	}
-	issuerFP := fakeca.Fingerprint(issuer.Cert.Raw)
-
-	reg, err := openRegistryAt(*c.dir, true)
+	a, err := openAdmin(*c.dir, true)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	already, err := reg.IsRevoked(ctx, issuerFP, serial)
+	defer closeAdmin(env, a, &err)
+	rev, err := a.Revoke(ctx, o)
+	var ni *cloud.NotIssuedError
+	if errors.As(err, &ni) {
+		return fmt.Errorf("%s (subject %q) was not issued by the %s of CA %q (%s)", *certFile, ni.Subject, ni.Role, ni.CA, ni.Issuer)
+	}
 	if err != nil {
-		return err
+		return c.explainIssuer(err)
 	}
-	before, err := reg.Credentials(ctx, "", "")
-	if err != nil {
-		return err
-	}
-	var cands []registry.Credential
-	for _, cr := range before {
-		if cr.Kind == registry.KindCert && cr.Serial == serial && cr.State != registry.StateRevoked {
-			cands = append(cands, cr)
-		}
-	}
-	rev, err := reg.Revoke(ctx, issuerFP, serial, reason)
-	if err != nil {
-		return err
-	}
-	if already {
-		fmt.Fprintf(env.Stdout, "serial %s of %s was already revoked at %s (reason %s)\n", serial, role, rfc3339(rev.Time), reasonName(rev.Reason))
+	serial := rev.Serial
+	if rev.Already {
+		fmt.Fprintf(env.Stdout, "serial %s of %s was already revoked at %s (reason %s)\n", serial, rev.IssuerRole, rfc3339(rev.Time), cloud.RevocationReasonName(rev.Reason))
 	} else {
-		recordEvent(ctx, env, reg, registry.Event{Kind: registry.EventCARevoke, Credential: "serial:" + serial,
-			Reason: fmt.Sprintf("serial %s of %s %.8s revoked (%s) %s", serial, issuer.Cert.Subject.CommonName, issuerFP, reasonName(reason), cliEventReasonFrom)})
 		fmt.Fprintf(env.Stdout, "revoked serial %s\n", serial)
 	}
 	tw := newTable(env.Stdout)
-	fmt.Fprintf(tw, "  issuer\t%s (%s of CA %q)\n", issuer.Cert.Subject.String(), role, *c.name)
-	fmt.Fprintf(tw, "  issuer fingerprint\t%s\n", issuerFP)
-	fmt.Fprintf(tw, "  reason\t%s (%d)\n", reasonName(rev.Reason), rev.Reason)
+	fmt.Fprintf(tw, "  issuer\t%s (%s of CA %q)\n", rev.Issuer.Subject.String(), rev.IssuerRole, *c.name)
+	fmt.Fprintf(tw, "  issuer fingerprint\t%s\n", rev.IssuerFingerprint)
+	fmt.Fprintf(tw, "  reason\t%s (%d)\n", cloud.RevocationReasonName(rev.Reason), rev.Reason)
 	fmt.Fprintf(tw, "  time\t%s\n", rfc3339(rev.Time))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	// A revoked CA certificate that is registered for MQTT (JITP, JITR,
-	// claim) stops anchoring connections: its registration is
-	// deactivated, as AWS does for a revoked CA certificate.
-	regs, err := reg.CARegistrations(ctx, "")
-	if err != nil {
-		return err
+	for _, cr := range rev.Deactivated {
+		fmt.Fprintf(env.Stdout, "CA registration %.16s (%s, project %s) deactivated: certificates under it are refused\n", cr.ID, caCN(cr), cr.Project)
 	}
-	for _, cr := range regs {
-		ca, perr := x509.ParseCertificate(cr.DER)
-		if perr != nil || !cr.Active || fmt.Sprintf("%x", ca.SerialNumber) != serial || ca.CheckSignatureFrom(issuer.Cert) != nil {
-			continue
-		}
-		if err := reg.SetCAActive(ctx, cr.ID, false); err != nil {
-			return err
-		}
-		recordEvent(ctx, env, reg, registry.Event{Project: cr.Project, Credential: cr.ID, Kind: registry.EventCADeactivated,
-			Reason: fmt.Sprintf("registered CA %s revoked (%s) %s", ca.Subject.CommonName, reasonName(reason), cliEventReasonFrom)})
-		fmt.Fprintf(env.Stdout, "CA registration %.16s (%s, project %s) deactivated: certificates under it are refused\n", cr.ID, ca.Subject.CommonName, cr.Project)
-	}
-	var hit []registry.Credential
-	for _, cr := range cands {
-		now, err := reg.Credential(ctx, cr.ID)
-		if err != nil || now.State != registry.StateRevoked {
-			continue
-		}
-		hit = append(hit, now)
-		recordEvent(ctx, env, reg, registry.Event{Project: now.Project, Device: now.Device, Credential: now.Fingerprint, Kind: registry.EventCredentialRevoked,
-			Reason: fmt.Sprintf("certificate serial %s revoked (%s) %s", serial, reasonName(reason), cliEventReasonFrom)})
-	}
-	if len(hit) == 0 {
+	if len(rev.Credentials) == 0 {
 		fmt.Fprintln(env.Stdout, "no registered credential changed state (devices presenting this certificate are refused from their next handshake)")
 		return nil
 	}
 	fmt.Fprintln(env.Stdout, "credentials now REVOKED:")
 	tw = newTable(env.Stdout)
 	fmt.Fprintln(tw, "  PROJECT\tDEVICE\tSUBJECT\tFINGERPRINT")
-	for _, cr := range hit {
+	for _, cr := range rev.Credentials {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", cr.Project, cr.Device, cr.Subject, short(cr.Fingerprint, 16))
 	}
 	return tw.Flush()
+}
+
+// caCN is the common name of a registered CA certificate.
+func caCN(cr registry.CARegistration) string {
+	if c, err := x509.ParseCertificate(cr.DER); err == nil {
+		return c.Subject.CommonName
+	}
+	return cr.Subject
 }
 
 const caCRLUsage = `
@@ -749,31 +622,24 @@ func caCRL(ctx context.Context, env *Env) (err error) {
 	if *days <= 0 {
 		return usageErr("--days %d: must be positive", *days)
 	}
-	a, err := c.load()
+	if err := checkIssuer(*issuerArg); err != nil {
+		return err
+	}
+	a, err := openAdmin(*c.dir, true)
 	if err != nil {
 		return err
 	}
-	issuer, role, err := pickIssuer(a, *issuerArg, *c.name)
+	defer closeAdmin(env, a, &err)
+	list, err := a.CRL(ctx, cloud.CRLOptions{CA: *c.name, Issuer: *issuerArg, NextUpdate: time.Duration(*days) * 24 * time.Hour})
+	if err != nil {
+		return c.explainIssuer(err)
+	}
+	issuer, role := list.Issuer, list.IssuerRole
+	info, err := writeOutput(env, *out, list.PEM)
 	if err != nil {
 		return err
 	}
-	reg, err := openRegistryAt(*c.dir, true)
-	if err != nil {
-		return err
-	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	next := time.Duration(*days) * 24 * time.Hour
-	list, err := crl.BuildList(ctx, reg, issuer, next)
-	if err != nil {
-		return err
-	}
-	number, der := list.Number, list.DER
-	pemData := fakeca.EncodeCRLPEM(der)
-	info, err := writeOutput(env, *out, pemData)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", number, issuer.Cert.Subject.String(), role, list.Revoked, rfc3339(list.NextUpdate))
+	fmt.Fprintf(info, "CRL number %d of %s (%s), %d revoked, next update %s", list.Number, issuer.Subject.String(), role, list.Revoked, rfc3339(list.NextUpdate))
 	if *out != "" {
 		fmt.Fprintf(info, ", written to %s", *out)
 	}
@@ -793,18 +659,23 @@ Examples:
   credloop ca show --dir ./lab --ca factory --json
 `
 
-func caShow(_ context.Context, env *Env) error {
+func caShow(_ context.Context, env *Env) (err error) {
 	fs := flagSet(env, "ca show", caShowUsage)
 	c := addCAFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := c.parse(fs, env.Args); err != nil {
 		return err
 	}
-	a, err := c.load()
+	a, err := c.open()
 	if err != nil {
 		return err
 	}
-	ai := authorityInfoOf(*c.name, c.caDir(), a)
+	defer closeAdmin(env, a, &err)
+	info, err := a.CA(*c.name)
+	if err != nil {
+		return c.scope().explain(err)
+	}
+	ai := authorityInfoOf(info)
 	if *asJSON {
 		return emitJSON(env.Stdout, ai)
 	}
@@ -886,40 +757,39 @@ func caRegister(ctx context.Context, env *Env) (err error) {
 		if certs, err = readCerts(*certFile); err != nil {
 			return err
 		}
-		for i, cert := range certs {
-			if !isCACert(cert) {
-				what := *certFile
-				if len(certs) > 1 {
-					what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, i+1, len(certs))
-				}
-				return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: register the CA that issued it", what, cert.Subject.String())
-			}
-		}
 		source = *certFile
-	} else {
-		a, err := c.load()
-		if err != nil {
-			return err
-		}
-		certs = []*x509.Certificate{a.Issuing.Cert}
-		role := "root"
-		if hasIntermediate(a) {
-			role = "intermediate"
-		}
-		source = fmt.Sprintf("%s of CA %q", role, *c.name)
 	}
-	reg, err := openProject(ctx, *c.dir, *project)
+	a, err := openAdmin(*c.dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	if *template != "" {
-		if t, terr := reg.Template(ctx, *template); errors.Is(terr, registry.ErrNotFound) {
-			fmt.Fprintf(env.Stderr, "note: template %s does not exist yet: create it with `credloop project template --project %s %s --dir %s`\n",
-				*template, *project, *template, shellArg(*c.dir))
-		} else if terr == nil && t.Project != *project {
-			return fmt.Errorf("template %s belongs to project %s, not %s", *template, t.Project, *project)
+	defer closeAdmin(env, a, &err)
+	sc := scope{dir: *c.dir, project: *project, ca: *c.name}
+	if *certFile == "" {
+		info, err := a.CA(*c.name)
+		if err != nil {
+			return sc.explain(err)
 		}
+		certs = []*x509.Certificate{info.Issuing()}
+		source = fmt.Sprintf("%s of CA %q", info.IssuingRole(), *c.name)
+	}
+	res, err := a.RegisterCA(ctx, cloud.RegisterCAOptions{Project: *project, Certs: certs, Mode: mode, Template: *template, Inactive: *inactive})
+	var ce *cloud.CertError
+	switch {
+	case errors.As(err, &ce) && errors.Is(err, cloud.ErrNotCA):
+		what := *certFile
+		if ce.Count > 1 {
+			what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, ce.Index+1, ce.Count)
+		}
+		return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: register the CA that issued it", what, ce.Subject)
+	case errors.Is(err, cloud.ErrTemplateProject):
+		return fmt.Errorf("%s", strings.TrimPrefix(err.Error(), cloud.ErrTemplateProject.Error()+": "))
+	case errors.Is(err, cloud.ErrNoProject):
+		return sc.explain(err)
+	}
+	if res.TemplateMissing {
+		fmt.Fprintf(env.Stderr, "note: template %s does not exist yet: create it with `credloop project template --project %s %s --dir %s`\n",
+			*template, *project, *template, shellArg(*c.dir))
 	}
 	status := "ACTIVE"
 	if *inactive {
@@ -928,24 +798,17 @@ func caRegister(ctx context.Context, env *Env) (err error) {
 	fmt.Fprintf(env.Stdout, "registered with project %s (%s), mode %s, %s:\n", *project, source, mode, status)
 	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "  CA CERTIFICATE ID\tSUBJECT\tTEMPLATE")
-	for _, cert := range certs {
-		cr, err := reg.RegisterCA(ctx, *project, cert.Raw, mode, *template)
-		if errors.Is(err, registry.ErrExists) {
-			tw.Flush()
-			return fmt.Errorf("%s is registered with another project (see `credloop ca registrations --dir %s`): %w", cert.Subject.String(), shellArg(*c.dir), err)
-		}
-		if err == nil {
-			err = reg.SetCAActive(ctx, cr.ID, !*inactive)
-		}
-		if err != nil {
-			tw.Flush()
-			return err
-		}
-		recordEvent(ctx, env, reg, registry.Event{Project: *project, Credential: cr.ID, Kind: registry.EventCARegistered,
-			Reason: fmt.Sprintf("registered %s mode %s template %q %s %s", cr.Subject, mode, *template, status, cliEventReasonFrom)})
+	for _, cr := range res.Registrations {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", cr.ID, cr.Subject, dashIfEmpty(*template))
 	}
-	return tw.Flush()
+	tw.Flush()
+	switch {
+	case errors.As(err, &ce) && errors.Is(err, registry.ErrExists):
+		return fmt.Errorf("%s is registered with another project (see `credloop ca registrations --dir %s`): %w", ce.Subject, shellArg(*c.dir), ce.Err)
+	case err != nil:
+		return err
+	}
+	return nil
 }
 
 // dashIfEmpty shows "-" for an empty table cell.
@@ -985,14 +848,14 @@ func caRegistrations(ctx context.Context, env *Env) (err error) {
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	reg, err := lf.open(ctx)
+	a, err := lf.open()
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	regs, err := reg.CARegistrations(ctx, *lf.project)
+	defer closeAdmin(env, a, &err)
+	regs, err := a.CARegistrations(ctx, *lf.project)
 	if err != nil {
-		return err
+		return lf.scope().explain(err)
 	}
 	infos := make([]caRegInfo, 0, len(regs))
 	for _, r := range regs {

@@ -6,7 +6,6 @@ package cli
 
 import (
 	"bufio"
-	"context"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
@@ -60,40 +59,70 @@ func checkCAName(name string) error {
 	return nil
 }
 
-// openRegistryAt opens DIR/registry.db. With create, DIR is made when
+// openAdmin opens the admin of DIR. With create, DIR is made when
 // missing; without, a missing DIR is an error that says how to make one.
-// The registry tolerates a `credloop cloud` running on the same DIR.
-func openRegistryAt(dir string, create bool) (*registry.Registry, error) {
+// It works while a `credloop cloud` runs on the same DIR. Close it with
+// closeAdmin.
+func openAdmin(dir string, create bool) (*cloud.Admin, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
-	if create {
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return nil, err
-		}
-	} else if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+	a, err := cloud.OpenAdmin(cloud.AdminOptions{Dir: dir, Create: create, Origin: cliEventReasonFrom})
+	if errors.Is(err, cloud.ErrNoDir) {
 		return nil, fmt.Errorf("no credloop directory %s: create one with `credloop project create ID --dir %s` (or `credloop ca init --dir %s`)",
 			dir, shellArg(dir), shellArg(dir))
 	}
-	return registry.Open(cloud.RegistryPath(dir), registry.Options{})
+	return a, err
 }
 
-// loadAuthorityAt loads the CA called name from DIR/ca/name.
-func loadAuthorityAt(dir, name string) (*fakeca.Authority, error) {
+// openCA opens the admin of DIR for an operation on its CA name: a
+// missing DIR has no CA.
+func openCA(dir, name string) (*cloud.Admin, error) {
 	if err := checkDir(dir); err != nil {
 		return nil, err
 	}
 	if err := checkCAName(name); err != nil {
 		return nil, err
 	}
-	a, err := fakeca.Load(cloud.CADir(dir, name), fakeca.Options{})
-	if errors.Is(err, fakeca.ErrNoCA) {
-		return nil, fmt.Errorf("no CA in %s: run `credloop ca init%s --dir %s`", cloud.CADir(dir, name), caNameArg(name), shellArg(dir))
+	a, err := cloud.OpenAdmin(cloud.AdminOptions{Dir: dir, Origin: cliEventReasonFrom})
+	if errors.Is(err, cloud.ErrNoDir) {
+		return nil, noCA(dir, name)
 	}
-	if err != nil {
-		return nil, err
+	return a, err
+}
+
+func noCA(dir, name string) error {
+	return fmt.Errorf("no CA in %s: run `credloop ca init%s --dir %s`", cloud.CADir(dir, name), caNameArg(name), shellArg(dir))
+}
+
+// closeAdmin closes a when a command is done, warns about events that
+// could not be recorded (the changes are made: not an error), and joins
+// a failure to close to *err.
+func closeAdmin(env *Env, a *cloud.Admin, err *error) {
+	for _, w := range a.Warnings() {
+		fmt.Fprintf(env.Stderr, "warning: %v\n", w)
 	}
-	return a, nil
+	*err = errors.Join(*err, a.Close())
+}
+
+// explain turns the admin's errors about what is missing into messages
+// that say how to make it.
+type scope struct{ dir, project, device, ca string }
+
+func (s scope) explain(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, cloud.ErrNoDevice):
+		return fmt.Errorf("device %s does not exist in project %s: add it with `credloop device add --project %s %s --dir %s` (see `credloop device list`)",
+			s.device, s.project, s.project, s.device, shellArg(s.dir))
+	case errors.Is(err, cloud.ErrNoProject):
+		return fmt.Errorf("project %s does not exist in %s: create it with `credloop project create %s --dir %s`",
+			s.project, s.dir, s.project, shellArg(s.dir))
+	case errors.Is(err, cloud.ErrNoCA):
+		return noCA(s.dir, s.ca)
+	}
+	return err
 }
 
 // caNameArg is " --ca NAME" for a CA other than the default, for hints.
@@ -102,12 +131,6 @@ func caNameArg(name string) string {
 		return ""
 	}
 	return " --ca " + shellArg(name)
-}
-
-// hasIntermediate reports whether a keeps an intermediate apart from its
-// root.
-func hasIntermediate(a *fakeca.Authority) bool {
-	return a.Issuing != nil && a.Issuing != a.Root
 }
 
 // shellArg quotes s for a command shown in a hint when it needs quoting.
@@ -204,43 +227,6 @@ func parseDeviceArgs(fs *flag.FlagSet, args []string, project *string) (string, 
 	return pos[0], nil
 }
 
-// needProject returns a clear error when project does not exist.
-func needProject(ctx context.Context, reg *registry.Registry, dir, project string) error {
-	_, err := reg.Project(ctx, project)
-	if errors.Is(err, registry.ErrNotFound) {
-		return fmt.Errorf("project %s does not exist in %s: create it with `credloop project create %s --dir %s`",
-			project, dir, project, shellArg(dir))
-	}
-	return err
-}
-
-// needDevice returns the device, or a clear error when it (or its project)
-// does not exist.
-func needDevice(ctx context.Context, reg *registry.Registry, dir, project, device string) (registry.Device, error) {
-	if err := needProject(ctx, reg, dir, project); err != nil {
-		return registry.Device{}, err
-	}
-	d, err := reg.Device(ctx, project, device)
-	if errors.Is(err, registry.ErrNotFound) {
-		return d, fmt.Errorf("device %s does not exist in project %s: add it with `credloop device add --project %s %s --dir %s` (see `credloop device list`)",
-			device, project, project, device, shellArg(dir))
-	}
-	return d, err
-}
-
-// openProject opens the registry of an existing DIR and makes sure project
-// is in it. The caller closes the registry.
-func openProject(ctx context.Context, dir, project string) (*registry.Registry, error) {
-	reg, err := openRegistryAt(dir, false)
-	if err != nil {
-		return nil, err
-	}
-	if err := needProject(ctx, reg, dir, project); err != nil {
-		return nil, errors.Join(err, reg.Close())
-	}
-	return reg, nil
-}
-
 // listFlags are the flags of a command that lists records of one project
 // or of all: --dir, --project and --json.
 type listFlags struct {
@@ -258,44 +244,21 @@ func addListFlags(fs *flag.FlagSet, projectUsage string) listFlags {
 	}
 }
 
-// open opens the registry of an existing DIR; with --project it validates
-// the id and makes sure the project is in the registry. The caller closes
-// the registry.
-func (l listFlags) open(ctx context.Context) (*registry.Registry, error) {
-	if *l.project == "" {
-		return openRegistryAt(*l.dir, false)
-	}
-	if err := projectArg(*l.project); err != nil {
-		return nil, err
-	}
-	return openProject(ctx, *l.dir, *l.project)
-}
-
-// openDevice opens the registry of an existing DIR and returns the device,
-// or a clear error when it (or its project) does not exist. The caller
-// closes the registry.
-func openDevice(ctx context.Context, dir, project, device string) (*registry.Registry, registry.Device, error) {
-	reg, err := openRegistryAt(dir, false)
-	if err != nil {
-		return nil, registry.Device{}, err
-	}
-	d, err := needDevice(ctx, reg, dir, project, device)
-	if err != nil {
-		return nil, d, errors.Join(err, reg.Close())
-	}
-	return reg, d, nil
-}
-
-// recordEvent appends an event about a change the CLI made. The change is
-// done whatever happens here, so a failure is only a warning.
-func recordEvent(ctx context.Context, env *Env, reg *registry.Registry, e registry.Event) {
-	if _, err := reg.Record(ctx, e); err != nil {
-		fmt.Fprintf(env.Stderr, "warning: could not record event %s: %v\n", e.Kind, err)
-	}
-}
-
 // cliEventReasonFrom is the reason of the events the CLI records.
 const cliEventReasonFrom = "by credloop CLI"
+
+// open opens the admin of an existing DIR, validating --project when
+// given. Close it with closeAdmin.
+func (l listFlags) open() (*cloud.Admin, error) {
+	if *l.project != "" {
+		if err := projectArg(*l.project); err != nil {
+			return nil, err
+		}
+	}
+	return openAdmin(*l.dir, false)
+}
+
+func (l listFlags) scope() scope { return scope{dir: *l.dir, project: *l.project} }
 
 // newTable returns a tabwriter for aligned columns; Flush it when done.
 func newTable(w io.Writer) *tabwriter.Writer {
@@ -458,14 +421,4 @@ func readKeyLine(r io.Reader) (string, error) {
 		return "", fmt.Errorf("read key from standard input: %w", err)
 	}
 	return "", errors.New("standard input is empty: expected the key in hex")
-}
-
-// isCACert reports whether c may be trusted as a root: a CA by basic
-// constraints, or self-signed.
-func isCACert(c *x509.Certificate) bool {
-	if c.BasicConstraintsValid && c.IsCA {
-		return true
-	}
-	return string(c.RawIssuer) == string(c.RawSubject) &&
-		c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }

@@ -216,24 +216,6 @@ func FuzzParseHexKey(f *testing.F) {
 	})
 }
 
-func FuzzParseReason(f *testing.F) {
-	for _, s := range []string{"keyCompromise", "KEYCOMPROMISE", "1", "7", "11", "-1", "", "superseded", "99999999999999999999"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseReason(s)
-		if err != nil {
-			return
-		}
-		if n < 0 || n > 10 || n == 7 {
-			t.Fatalf("parseReason(%q) = %d", s, n)
-		}
-		if back, err := parseReason(reasonName(n)); err != nil || back != n {
-			t.Fatalf("reasonName(%d) = %q does not parse back: %d, %v", n, reasonName(n), back, err)
-		}
-	})
-}
-
 func TestShellArg(t *testing.T) {
 	for in, want := range map[string]string{
 		"./lab":    "./lab",

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/fakeca"
 )
@@ -86,11 +86,7 @@ func resolvePSK(env *Env, flagName, value string, random bool) (*pskSpec, error)
 	case value != "" && random:
 		return nil, usageErr("give either --%s or its random variant, not both", flagName)
 	case random:
-		key := make([]byte, 16)
-		if _, err := io.ReadFull(rand.Reader, key); err != nil {
-			return nil, err
-		}
-		return &pskSpec{key: key, random: true}, nil
+		return &pskSpec{random: true}, nil
 	case value == "":
 		return nil, nil
 	}
@@ -120,37 +116,43 @@ func checkIdentity(flagName, identity, project string) error {
 	return nil
 }
 
-// addPSKs adds the PSKs to the device; it stops at the first failure and
-// returns those added so far.
-func addPSKs(ctx context.Context, reg *registry.Registry, project, device string, psks []*pskSpec) ([]registry.Credential, error) {
-	var added []registry.Credential
-	for _, p := range psks {
-		c, err := reg.AddPSK(ctx, project, device, p.identity, p.key)
-		if errors.Is(err, registry.ErrExists) {
-			return added, fmt.Errorf("PSK identity %s is already in use (identities are unique in the registry): choose another with --%s", p.identity, p.idFlag)
-		}
-		if err != nil {
-			return added, err
-		}
-		added = append(added, c)
+// pskInUse turns the admin's error about a PSK identity in use into one
+// that names the flag to change.
+func pskInUse(err error, psks []*pskSpec) error {
+	var e *cloud.PSKInUseError
+	if !errors.As(err, &e) {
+		return err
 	}
-	return added, nil
+	for _, p := range psks {
+		if p.identity == e.Identity {
+			return fmt.Errorf("PSK identity %s is already in use (identities are unique in the registry): choose another with --%s", p.identity, p.idFlag)
+		}
+	}
+	return err
 }
 
-// announcePSKs records and prints PSKs that were added: by fingerprint,
-// and a generated key once, on a line of its own.
-func announcePSKs(ctx context.Context, env *Env, reg *registry.Registry, creds []registry.Credential, psks []*pskSpec) {
-	for _, c := range creds {
-		recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.PSKIdentity, Kind: registry.EventCredentialAdded,
-			Reason: fmt.Sprintf("psk %s fp=%s added %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
+// cloudPSKs are the PSKs to give the admin.
+func cloudPSKs(psks []*pskSpec) []cloud.PSK {
+	out := make([]cloud.PSK, 0, len(psks))
+	for _, p := range psks {
+		out = append(out, cloud.PSK{Identity: p.identity, Key: p.key})
+	}
+	return out
+}
+
+// announcePSKs prints PSKs that were added: by fingerprint, and a
+// generated key once, on a line of its own.
+func announcePSKs(env *Env, added []cloud.NewPSK) {
+	for _, n := range added {
+		c := n.Credential
 		fmt.Fprintf(env.Stdout, "  psk  %s  fp=%s  %s\n", c.PSKIdentity, short(c.Fingerprint, 8), c.State)
 	}
-	for _, p := range psks {
-		if p.random {
+	for _, n := range added {
+		if n.Generated {
 			// The only place a PSK is ever shown, as a cloud console does
 			// when it generates one.
-			fmt.Fprintf(env.Stdout, "psk: %s\n", hex.EncodeToString(p.key))
-			fmt.Fprintf(env.Stderr, "note: the key of %s is shown only this once; store it now\n", p.identity)
+			fmt.Fprintf(env.Stdout, "psk: %s\n", hex.EncodeToString(n.Key))
+			fmt.Fprintf(env.Stderr, "note: the key of %s is shown only this once; store it now\n", n.Credential.PSKIdentity)
 		}
 	}
 }
@@ -226,31 +228,24 @@ func deviceAdd(ctx context.Context, env *Env) (err error) {
 		}
 		psks = append(psks, psk2)
 	}
-	reg, err := openProject(ctx, *dir, *project)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	d, err := reg.CreateDevice(ctx, *project, id)
-	if errors.Is(err, registry.ErrExists) {
+	defer closeAdmin(env, a, &err)
+	d, added, err := a.AddDevice(ctx, *project, id, cloudPSKs(psks)...)
+	var inUse *cloud.PSKInUseError
+	switch {
+	case errors.As(err, &inUse):
+		return fmt.Errorf("%w (device %s not created)", pskInUse(err, psks), id)
+	case errors.Is(err, registry.ErrExists):
 		return fmt.Errorf("device %s already exists in project %s: see it with `credloop device show --project %s %s --dir %s`; add a PSK with `credloop device psk add`",
 			id, *project, *project, id, shellArg(*dir))
+	case err != nil:
+		return scope{dir: *dir, project: *project, device: id}.explain(err)
 	}
-	if err != nil {
-		return err
-	}
-	added, err := addPSKs(ctx, reg, *project, id, psks)
-	if err != nil {
-		// Leave nothing half made: the device goes with its keys.
-		if derr := reg.DeleteDevice(ctx, *project, id); derr != nil {
-			return errors.Join(err, fmt.Errorf("device %s was created without its keys: %w", id, derr))
-		}
-		return fmt.Errorf("%w (device %s not created)", err, id)
-	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: registry.EventDeviceCreated,
-		Reason: fmt.Sprintf("created with %d psk(s) %s", len(psks), cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "created device %s in project %s\n", d.ID, d.Project)
-	announcePSKs(ctx, env, reg, added, psks)
+	announcePSKs(env, added)
 	return nil
 }
 
@@ -311,16 +306,16 @@ func devicePSKAdd(ctx context.Context, env *Env) (err error) {
 		return err
 	}
 	spec.identity, spec.idFlag = *identity, "identity"
-	reg, _, err := openDevice(ctx, *dir, *project, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	added, err := addPSKs(ctx, reg, *project, id, []*pskSpec{spec})
+	defer closeAdmin(env, a, &err)
+	added, err := a.AddPSK(ctx, *project, id, cloud.PSK{Identity: spec.identity, Key: spec.key})
 	if errors.Is(err, registry.ErrTooManyPSKs) {
 		var held []string
-		if creds, cerr := reg.Credentials(ctx, *project, id); cerr == nil {
-			for _, c := range creds {
+		if dd, derr := a.Device(ctx, *project, id, 0); derr == nil {
+			for _, c := range dd.Credentials {
 				if c.Kind == registry.KindPSK && c.State != registry.StateRevoked {
 					held = append(held, c.PSKIdentity)
 				}
@@ -330,10 +325,10 @@ func devicePSKAdd(ctx context.Context, env *Env) (err error) {
 			id, registry.MaxPSKsPerDevice, strings.Join(held, ", "), *project, id, shellArg(*dir))
 	}
 	if err != nil {
-		return err
+		return scope{dir: *dir, project: *project, device: id}.explain(pskInUse(err, []*pskSpec{spec}))
 	}
 	fmt.Fprintf(env.Stdout, "added a PSK to device %s of project %s\n", id, *project)
-	announcePSKs(ctx, env, reg, added, []*pskSpec{spec})
+	announcePSKs(env, []cloud.NewPSK{added})
 	return nil
 }
 
@@ -358,33 +353,24 @@ func devicePSKRevoke(ctx context.Context, env *Env) (err error) {
 	if *identity == "" {
 		return usageErr("missing --identity")
 	}
-	reg, _, err := openDevice(ctx, *dir, *project, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	creds, err := reg.Credentials(ctx, *project, id)
-	if err != nil {
-		return err
-	}
-	for _, c := range creds {
-		if c.Kind != registry.KindPSK || c.PSKIdentity != *identity {
-			continue
-		}
-		if c.State == registry.StateRevoked {
-			fmt.Fprintf(env.Stdout, "psk %s fp=%s of device %s was already revoked\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
-			return nil
-		}
-		if err := reg.SetCredentialState(ctx, c.ID, registry.StateRevoked); err != nil {
-			return err
-		}
-		recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Credential: c.PSKIdentity, Kind: registry.EventCredentialRevoked,
-			Reason: fmt.Sprintf("psk %s fp=%s revoked %s", c.PSKIdentity, short(c.Fingerprint, 8), cliEventReasonFrom)})
+	defer closeAdmin(env, a, &err)
+	c, already, err := a.RevokePSK(ctx, *project, id, *identity)
+	switch {
+	case errors.Is(err, cloud.ErrNoPSK):
+		return fmt.Errorf("device %s of project %s has no PSK with identity %s (see `credloop device show --project %s %s --dir %s`)",
+			id, *project, *identity, *project, id, shellArg(*dir))
+	case err != nil:
+		return scope{dir: *dir, project: *project, device: id}.explain(err)
+	case already:
+		fmt.Fprintf(env.Stdout, "psk %s fp=%s of device %s was already revoked\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
+	default:
 		fmt.Fprintf(env.Stdout, "revoked psk %s fp=%s of device %s\n", c.PSKIdentity, short(c.Fingerprint, 8), id)
-		return nil
 	}
-	return fmt.Errorf("device %s of project %s has no PSK with identity %s (see `credloop device show --project %s %s --dir %s`)",
-		id, *project, *identity, *project, id, shellArg(*dir))
+	return nil
 }
 
 // deviceInfo is a device for --json.
@@ -508,26 +494,18 @@ func deviceList(ctx context.Context, env *Env) (err error) {
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	reg, err := lf.open(ctx)
+	a, err := lf.open()
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	devs, err := reg.Devices(ctx, *lf.project)
+	defer closeAdmin(env, a, &err)
+	devs, err := a.Devices(ctx, *lf.project)
 	if err != nil {
-		return err
-	}
-	creds, err := reg.Credentials(ctx, *lf.project, "")
-	if err != nil {
-		return err
-	}
-	count := map[[2]string]int{}
-	for _, c := range creds {
-		count[[2]string{c.Project, c.Device}]++
+		return lf.scope().explain(err)
 	}
 	infos := make([]deviceInfo, 0, len(devs))
 	for _, d := range devs {
-		infos = append(infos, deviceInfoOf(d, count[[2]string{d.Project, d.ID}]))
+		infos = append(infos, deviceInfoOf(d.Device, d.Credentials))
 	}
 	return printList(env.Stdout, *lf.json, infos,
 		"no devices: add one with `credloop device add --project PROJECT ID`, or let a device with a trusted certificate connect",
@@ -569,23 +547,17 @@ func deviceShow(ctx context.Context, env *Env) (err error) {
 	if *nev < 0 {
 		return usageErr("--events %d: must not be negative", *nev)
 	}
-	reg, d, err := openDevice(ctx, *dir, *project, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	creds, err := reg.Credentials(ctx, *project, id)
+	defer closeAdmin(env, a, &err)
+	dd, err := a.Device(ctx, *project, id, *nev)
 	if err != nil {
-		return err
+		return scope{dir: *dir, project: *project, device: id}.explain(err)
 	}
-	var evs []registry.Event
-	if *nev > 0 {
-		if evs, err = reg.Events(ctx, registry.Filter{Project: *project, Device: id}); err != nil {
-			return err
-		}
-		evs = evs[max(0, len(evs)-*nev):]
-	}
-	info := deviceInfoOf(d, len(creds))
+	creds, evs := dd.Credentials, dd.Events
+	info := deviceInfoOf(dd.Device, len(creds))
 	for _, c := range creds {
 		info.CredentialList = append(info.CredentialList, credInfoOf(c))
 	}
@@ -681,23 +653,23 @@ func deviceSetDisabled(ctx context.Context, env *Env, disabled bool) (err error)
 	if err != nil {
 		return err
 	}
-	reg, d, err := openDevice(ctx, *dir, *project, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	if d.Disabled == disabled {
+	defer closeAdmin(env, a, &err)
+	set := a.EnableDevice
+	if disabled {
+		set = a.DisableDevice
+	}
+	changed, err := set(ctx, *project, id)
+	if err != nil {
+		return scope{dir: *dir, project: *project, device: id}.explain(err)
+	}
+	if !changed {
 		fmt.Fprintf(env.Stdout, "device %s of project %s is already %sd\n", id, *project, verb)
 		return nil
 	}
-	if err := reg.SetDeviceDisabled(ctx, *project, id, disabled); err != nil {
-		return err
-	}
-	kind := registry.EventDeviceEnabled
-	if disabled {
-		kind = registry.EventDeviceDisabled
-	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: id, Kind: kind, Reason: cliEventReasonFrom})
 	fmt.Fprintf(env.Stdout, "device %s of project %s %sd\n", id, *project, verb)
 	return nil
 }
@@ -739,12 +711,12 @@ func deviceEvents(ctx context.Context, env *Env) (err error) {
 	if *since < 0 || *limit < 0 {
 		return usageErr("--since-seq and --limit must not be negative")
 	}
-	reg, err := openRegistryAt(*dir, false)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	evs, err := reg.Events(ctx, registry.Filter{Project: *project, Device: *device, Kind: registry.EventKind(*kind), Outcome: *outcome, AfterSeq: *since, Limit: *limit})
+	defer closeAdmin(env, a, &err)
+	evs, err := a.Events(ctx, registry.Filter{Project: *project, Device: *device, Kind: registry.EventKind(*kind), Outcome: *outcome, AfterSeq: *since, Limit: *limit})
 	if err != nil {
 		return err
 	}
@@ -778,50 +750,43 @@ Examples:
 `
 
 // findCert resolves --cert-id (a certificateId or a unique prefix of 8+
-// hex digits) or --cert FILE to a registered certificate.
-func findCert(ctx context.Context, reg *registry.Registry, dir, idArg, certFile string) (registry.Credential, error) {
+// hex digits) or --cert FILE to the certificateId the admin takes, and
+// explains the admin's errors about it.
+type certRef struct{ dir, idArg, certFile, id string }
+
+func newCertRef(dir, idArg, certFile string) (certRef, error) {
+	r := certRef{dir: dir, idArg: idArg, certFile: certFile}
 	if certFile != "" {
 		certs, err := readCerts(certFile)
 		if err != nil {
-			return registry.Credential{}, err
+			return r, err
 		}
-		c, err := reg.CertificateByFingerprint(ctx, registry.Fingerprint(certs[0].Raw))
-		if errors.Is(err, registry.ErrNotFound) {
-			return c, fmt.Errorf("%s (certificateId %s) is not registered", certFile, registry.Fingerprint(certs[0].Raw))
-		}
-		return c, err
+		r.id = registry.Fingerprint(certs[0].Raw)
+		return r, nil
 	}
-	want := strings.ToLower(strings.ReplaceAll(strings.TrimSpace(idArg), ":", ""))
-	if len(want) == 64 {
-		c, err := reg.CertificateByFingerprint(ctx, want)
-		if errors.Is(err, registry.ErrNotFound) {
-			return c, fmt.Errorf("no registered certificate has certificateId %s (see `credloop device show --project PROJECT ID --dir %s`)", want, shellArg(dir))
-		}
-		return c, err
+	r.id = strings.ToLower(strings.ReplaceAll(strings.TrimSpace(idArg), ":", ""))
+	return r, nil
+}
+
+func (r certRef) explain(err error) error {
+	var amb *cloud.AmbiguousError
+	switch {
+	case errors.Is(err, cloud.ErrNoCertificate) && r.certFile != "":
+		return fmt.Errorf("%s (certificateId %s) is not registered", r.certFile, r.id)
+	case errors.Is(err, cloud.ErrNoCertificate) && len(r.id) == 64:
+		return fmt.Errorf("no registered certificate has certificateId %s (see `credloop device show --project PROJECT ID --dir %s`)", r.id, shellArg(r.dir))
+	case errors.Is(err, cloud.ErrNoCertificate):
+		return fmt.Errorf("no registered certificate has a certificateId starting with %s", r.id)
+	case errors.As(err, &amb):
+		return fmt.Errorf("certificateId prefix %s matches %d certificates: give more digits", amb.Prefix, amb.N)
 	}
-	creds, err := reg.Credentials(ctx, "", "")
-	if err != nil {
-		return registry.Credential{}, err
-	}
-	var match []registry.Credential
-	for _, c := range creds {
-		if c.Kind == registry.KindCert && strings.HasPrefix(c.Fingerprint, want) {
-			match = append(match, c)
-		}
-	}
-	switch len(match) {
-	case 0:
-		return registry.Credential{}, fmt.Errorf("no registered certificate has a certificateId starting with %s", want)
-	case 1:
-		return match[0], nil
-	}
-	return registry.Credential{}, fmt.Errorf("certificateId prefix %s matches %d certificates: give more digits", want, len(match))
+	return err
 }
 
 func deviceSetCertState(ctx context.Context, env *Env, activate bool) (err error) {
-	verb, to, kind := "deactivate", registry.StateInactive, registry.EventCertDeactivated
+	verb := "deactivate"
 	if activate {
-		verb, to, kind = "activate", registry.StateActive, registry.EventCertActivated
+		verb = "activate"
 	}
 	fs := flagSet(env, "device "+verb, deviceActivateUsage)
 	dir := addDirFlag(fs)
@@ -839,32 +804,35 @@ func deviceSetCertState(ctx context.Context, env *Env, activate bool) (err error
 			return usageErr("--cert-id %q: want the certificateId (64 hex digits), or a prefix of at least 8", clipArg(*idArg))
 		}
 	}
-	reg, err := openRegistryAt(*dir, false)
+	ref, err := newCertRef(*dir, *idArg, *certFile)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	c, err := findCert(ctx, reg, *dir, *idArg, *certFile)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
+	defer closeAdmin(env, a, &err)
+	set := a.DeactivateCertificate
+	if activate {
+		set = a.ActivateCertificate
+	}
+	ch, err := set(ctx, ref.id)
+	c := ch.Credential
 	owner := c.Project + "/" + c.Device
 	if c.Device == "" {
 		owner = c.Project + " (not attached to a device)"
 	}
-	switch c.State {
-	case to:
-		fmt.Fprintf(env.Stdout, "certificate %s of %s is already %s\n", c.Fingerprint, owner, to)
-		return nil
-	case registry.StateRevoked:
+	switch {
+	case errors.Is(err, cloud.ErrFinal):
 		return fmt.Errorf("certificate %s of %s is REVOKED, which is final", c.Fingerprint, owner)
+	case err != nil:
+		return ref.explain(err)
+	case !ch.Changed:
+		fmt.Fprintf(env.Stdout, "certificate %s of %s is already %s\n", c.Fingerprint, owner, ch.To)
+	default:
+		fmt.Fprintf(env.Stdout, "certificate %s of %s: %s -> %s\n", c.Fingerprint, owner, ch.From, ch.To)
 	}
-	if err := reg.SetCredentialState(ctx, c.ID, to); err != nil {
-		return err
-	}
-	recordEvent(ctx, env, reg, registry.Event{Project: c.Project, Device: c.Device, Credential: c.Fingerprint, Kind: kind,
-		Reason: fmt.Sprintf("%s -> %s %s", c.State, to, cliEventReasonFrom)})
-	fmt.Fprintf(env.Stdout, "certificate %s of %s: %s -> %s\n", c.Fingerprint, owner, c.State, to)
 	return nil
 }
 
@@ -955,33 +923,24 @@ func deviceAllow(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	reg, err := openProject(ctx, *dir, *project)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	before, _ := reg.AllowEntry(ctx, *udid)
-	e, err := reg.Allow(ctx, *project, *udid, key)
-	if errors.Is(err, registry.ErrExists) {
+	defer closeAdmin(env, a, &err)
+	res, err := a.Allow(ctx, *project, *udid, key)
+	e := res.Entry
+	switch {
+	case errors.Is(err, registry.ErrExists):
 		return fmt.Errorf("UDID %s is already on the allowlist of project %s with key fp=%s (see `credloop device allowlist --dir %s`)",
-			*udid, before.Project, short(before.PublicKeyFingerprint, 8), shellArg(*dir))
+			*udid, e.Project, short(e.PublicKeyFingerprint, 8), shellArg(*dir))
+	case err != nil:
+		return scope{dir: *dir, project: *project}.explain(err)
+	case res.Already:
+		fmt.Fprintf(env.Stdout, "UDID %s is already allowed in project %s with this key (%s, fp=%s)\n", e.UDID, e.Project, res.KeyType, short(e.PublicKeyFingerprint, 8))
+	default:
+		fmt.Fprintf(env.Stdout, "allowed UDID %s in project %s with key %s, fp=%s\n", e.UDID, e.Project, res.KeyType, short(e.PublicKeyFingerprint, 8))
 	}
-	if err != nil {
-		return err
-	}
-	kt := "unknown key type"
-	if pub, perr := x509.ParsePKIXPublicKey(key); perr == nil {
-		if t, terr := fakeca.KeyTypeOf(pub); terr == nil {
-			kt = string(t)
-		}
-	}
-	if before.UDID != "" {
-		fmt.Fprintf(env.Stdout, "UDID %s is already allowed in project %s with this key (%s, fp=%s)\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
-		return nil
-	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Device: *udid, Credential: e.PublicKeyFingerprint, Kind: registry.EventAllowlistAdded,
-		Reason: fmt.Sprintf("UDID %s allowed with key fp=%s %s", *udid, short(e.PublicKeyFingerprint, 8), cliEventReasonFrom)})
-	fmt.Fprintf(env.Stdout, "allowed UDID %s in project %s with key %s, fp=%s\n", e.UDID, e.Project, kt, short(e.PublicKeyFingerprint, 8))
 	return nil
 }
 
@@ -1012,14 +971,14 @@ func deviceAllowlist(ctx context.Context, env *Env) (err error) {
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	reg, err := lf.open(ctx)
+	a, err := lf.open()
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	es, err := reg.Allowlist(ctx, *lf.project)
+	defer closeAdmin(env, a, &err)
+	es, err := a.Allowlist(ctx, *lf.project)
 	if err != nil {
-		return err
+		return lf.scope().explain(err)
 	}
 	infos := make([]allowInfo, 0, len(es))
 	for _, e := range es {
@@ -1075,6 +1034,7 @@ type expiringInfo struct {
 	State         string    `json:"state"`
 	NotAfter      time.Time `json:"not_after"`
 	DaysLeft      int       `json:"days_left"` // whole days, rounded toward zero; negative when expired
+	expired       bool
 }
 
 func deviceExpiring(ctx context.Context, env *Env) (err error) {
@@ -1088,30 +1048,26 @@ func deviceExpiring(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	reg, err := lf.open(ctx)
+	a, err := lf.open()
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	now := time.Now()
-	creds, err := reg.ExpiringCertificates(ctx, d, now)
+	defer closeAdmin(env, a, &err)
+	exp, err := a.ExpiringCertificates(ctx, *lf.project, d)
 	if err != nil {
-		return err
+		return lf.scope().explain(err)
 	}
 	infos := []expiringInfo{}
-	for _, c := range creds {
-		if *lf.project != "" && c.Project != *lf.project {
-			continue
-		}
+	for _, c := range exp {
 		infos = append(infos, expiringInfo{Project: c.Project, Device: c.Device, CertificateID: c.Fingerprint, Serial: c.Serial,
-			State: string(c.State), NotAfter: c.NotAfter, DaysLeft: int(c.NotAfter.Sub(now).Hours() / 24)})
+			State: string(c.State), NotAfter: c.NotAfter, DaysLeft: c.DaysLeft, expired: c.Expired})
 	}
 	return printList(env.Stdout, *lf.json, infos,
 		"no certificate expires within "+*within,
 		"PROJECT\tDEVICE\tCERTIFICATE ID\tSERIAL\tSTATE\tNOT AFTER\tDAYS LEFT",
 		func(w io.Writer, e expiringInfo) {
 			left := strconv.Itoa(e.DaysLeft)
-			if e.DaysLeft < 0 || !e.NotAfter.After(now) {
+			if e.expired {
 				left += " (expired)"
 			}
 			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Project, dashIfEmpty(e.Device), short(e.CertificateID, 16), e.Serial, e.State, rfc3339(e.NotAfter), left)

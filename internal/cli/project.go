@@ -2,12 +2,14 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
 )
 
@@ -72,19 +74,18 @@ func projectCreate(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	reg, err := openRegistryAt(*dir, true)
+	a, err := openAdmin(*dir, true)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	p, err := reg.CreateProject(ctx, id)
+	defer closeAdmin(env, a, &err)
+	p, err := a.CreateProject(ctx, id)
 	if errors.Is(err, registry.ErrExists) {
 		return fmt.Errorf("project %s already exists in %s (see `credloop project show %s --dir %s`)", id, *dir, id, shellArg(*dir))
 	}
 	if err != nil {
 		return err
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: id, Kind: registry.EventProjectCreated, Reason: cliEventReasonFrom})
 	fmt.Fprintf(env.Stdout, "created project %s in %s at %s\n", p.ID, *dir, rfc3339(p.Created))
 	return nil
 }
@@ -113,25 +114,13 @@ func rootInfos(roots []registry.TrustedRoot) []rootInfo {
 	return out
 }
 
-// projectInfos gathers the projects with their device counts and roots.
-func projectInfos(ctx context.Context, reg *registry.Registry, ps []registry.Project) ([]projectInfo, error) {
-	devs, err := reg.Devices(ctx, "")
-	if err != nil {
-		return nil, err
-	}
-	count := map[string]int{}
-	for _, d := range devs {
-		count[d.Project]++
-	}
+// projectInfos converts the admin's project summaries.
+func projectInfos(ps []cloud.ProjectSummary) []projectInfo {
 	out := make([]projectInfo, 0, len(ps))
 	for _, p := range ps {
-		roots, err := reg.TrustedRoots(ctx, p.ID)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, projectInfo{ID: p.ID, Created: p.Created, Devices: count[p.ID], TrustedRoots: rootInfos(roots)})
+		out = append(out, projectInfo{ID: p.ID, Created: p.Created, Devices: p.Devices, TrustedRoots: rootInfos(p.TrustedRoots)})
 	}
-	return out, nil
+	return out
 }
 
 const projectListUsage = `
@@ -151,19 +140,16 @@ func projectList(ctx context.Context, env *Env) (err error) {
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	reg, err := openRegistryAt(*dir, false)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	ps, err := reg.Projects(ctx)
+	defer closeAdmin(env, a, &err)
+	ps, err := a.Projects(ctx)
 	if err != nil {
 		return err
 	}
-	infos, err := projectInfos(ctx, reg, ps)
-	if err != nil {
-		return err
-	}
+	infos := projectInfos(ps)
 	return printList(env.Stdout, *asJSON, infos,
 		fmt.Sprintf("no projects in %s: create one with `credloop project create ID --dir %s`", *dir, shellArg(*dir)),
 		"ID\tCREATED\tDEVICES\tTRUSTED ROOTS",
@@ -191,20 +177,16 @@ func projectShow(ctx context.Context, env *Env) (err error) {
 	if err != nil {
 		return err
 	}
-	reg, err := openProject(ctx, *dir, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	p, err := reg.Project(ctx, id)
+	defer closeAdmin(env, a, &err)
+	p, err := a.Project(ctx, id)
 	if err != nil {
-		return err
+		return scope{dir: *dir, project: id}.explain(err)
 	}
-	infos, err := projectInfos(ctx, reg, []registry.Project{p})
-	if err != nil {
-		return err
-	}
-	info := infos[0]
+	info := projectInfos([]cloud.ProjectSummary{p})[0]
 	if *asJSON {
 		return emitJSON(env.Stdout, info)
 	}
@@ -256,50 +238,54 @@ func projectTrust(ctx context.Context, env *Env) (err error) {
 	if (*certFile == "") == (*caName == "") {
 		return usageErr("give exactly one of --cert FILE and --ca NAME")
 	}
-	var ders [][]byte
+	var certs []*x509.Certificate
 	source := *certFile
-	if *caName != "" {
-		a, err := loadAuthorityAt(*dir, *caName)
-		if err != nil {
+	if *certFile != "" {
+		if certs, err = readCerts(*certFile); err != nil {
 			return err
-		}
-		ders = [][]byte{a.Root.Cert.Raw}
-		source = fmt.Sprintf("root of CA %q", *caName)
-	} else {
-		certs, err := readCerts(*certFile)
-		if err != nil {
-			return err
-		}
-		for i, c := range certs {
-			if !isCACert(c) {
-				what := *certFile
-				if len(certs) > 1 {
-					what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, i+1, len(certs))
-				}
-				return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: trust the root or intermediate that issued it", what, c.Subject.String())
-			}
-			ders = append(ders, c.Raw)
 		}
 	}
-	reg, err := openProject(ctx, *dir, id)
+	if *caName != "" {
+		if err := checkCAName(*caName); err != nil {
+			return err
+		}
+	}
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
+	defer closeAdmin(env, a, &err)
+	sc := scope{dir: *dir, project: id, ca: *caName}
+	if *caName != "" {
+		info, err := a.CA(*caName)
+		if err != nil {
+			return sc.explain(err)
+		}
+		certs = []*x509.Certificate{info.Root}
+		source = fmt.Sprintf("root of CA %q", *caName)
+	}
+	roots, err := a.TrustRoots(ctx, id, certs)
+	var ce *cloud.CertError
+	switch {
+	case errors.As(err, &ce) && errors.Is(err, cloud.ErrNotCA):
+		what := *certFile
+		if ce.Count > 1 {
+			what = fmt.Sprintf("%s (certificate %d of %d)", *certFile, ce.Index+1, ce.Count)
+		}
+		return fmt.Errorf("%s: %q is a device certificate, neither a CA nor self-signed: trust the root or intermediate that issued it", what, ce.Subject)
+	case errors.Is(err, cloud.ErrNoProject):
+		return sc.explain(err)
+	}
 	fmt.Fprintf(env.Stdout, "project %s now trusts (%s):\n", id, source)
 	tw := newTable(env.Stdout)
 	fmt.Fprintln(tw, "  FINGERPRINT\tSUBJECT\tNOT AFTER")
-	for _, der := range ders {
-		root, err := reg.TrustRoot(ctx, id, der)
-		if err != nil {
-			tw.Flush()
-			return err
-		}
-		recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: root.Fingerprint, Kind: registry.EventRootTrusted,
-			Reason: fmt.Sprintf("trusted %s %s", root.Subject, cliEventReasonFrom)})
+	for _, root := range roots {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\n", root.Fingerprint, root.Subject, rfc3339(root.NotAfter))
 	}
-	return tw.Flush()
+	if ferr := tw.Flush(); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 const projectUntrustUsage = `
@@ -327,34 +313,21 @@ func projectUntrust(ctx context.Context, env *Env) (err error) {
 	if len(want) < 8 || strings.Trim(want, "0123456789abcdef") != "" {
 		return usageErr("--fingerprint %q: want the SHA-256 fingerprint in hex, or a prefix of at least 8 hex digits", clipArg(*fpArg))
 	}
-	reg, err := openProject(ctx, *dir, id)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	roots, err := reg.TrustedRoots(ctx, id)
-	if err != nil {
-		return err
-	}
-	var match []registry.TrustedRoot
-	for _, r := range roots {
-		if strings.HasPrefix(r.Fingerprint, want) {
-			match = append(match, r)
-		}
-	}
-	switch len(match) {
-	case 0:
+	defer closeAdmin(env, a, &err)
+	r, err := a.UntrustRoot(ctx, id, want)
+	var amb *cloud.AmbiguousError
+	switch {
+	case errors.Is(err, cloud.ErrNoRoot):
 		return fmt.Errorf("project %s trusts no certificate with fingerprint %s (see `credloop project show %s --dir %s`)", id, want, id, shellArg(*dir))
-	case 1:
-	default:
-		return fmt.Errorf("fingerprint prefix %s matches %d trusted certificates of project %s: give more digits", want, len(match), id)
+	case errors.As(err, &amb):
+		return fmt.Errorf("fingerprint prefix %s matches %d trusted certificates of project %s: give more digits", want, amb.N, id)
+	case err != nil:
+		return scope{dir: *dir, project: id}.explain(err)
 	}
-	r := match[0]
-	if err := reg.UntrustRoot(ctx, id, r.Fingerprint); err != nil {
-		return err
-	}
-	recordEvent(ctx, env, reg, registry.Event{Project: id, Credential: r.Fingerprint, Kind: registry.EventRootUntrusted,
-		Reason: fmt.Sprintf("untrusted %s %s", r.Subject, cliEventReasonFrom)})
 	fmt.Fprintf(env.Stdout, "project %s no longer trusts %s (%s)\n", id, r.Subject, r.Fingerprint)
 	return nil
 }
@@ -413,25 +386,22 @@ func projectTemplate(ctx context.Context, env *Env) (err error) {
 			return usageErr("--thing-prefix: %v", err)
 		}
 	}
-	reg, err := openProject(ctx, *dir, *project)
+	a, err := openAdmin(*dir, false)
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	_, terr := reg.Template(ctx, name)
-	verb := "created"
-	if terr == nil {
-		verb = "changed"
-	}
-	t, err = reg.PutTemplate(ctx, t)
+	defer closeAdmin(env, a, &err)
+	t, created, err := a.PutTemplate(ctx, t)
 	if errors.Is(err, registry.ErrExists) {
 		return fmt.Errorf("template %s belongs to another project (template names are unique; see `credloop project templates --dir %s`)", name, shellArg(*dir))
 	}
 	if err != nil {
-		return err
+		return scope{dir: *dir, project: *project}.explain(err)
 	}
-	recordEvent(ctx, env, reg, registry.Event{Project: *project, Kind: registry.EventTemplatePut,
-		Reason: fmt.Sprintf("template %s %s %s", name, verb, cliEventReasonFrom)})
+	verb := "changed"
+	if created {
+		verb = "created"
+	}
 	fmt.Fprintf(env.Stdout, "%s template %s of project %s\n", verb, t.Name, t.Project)
 	printTemplate(env.Stdout, templateInfoOf(t))
 	fmt.Fprintf(env.Stdout, "devices provision on $aws/provisioning-templates/%s/provision/json (or /cbor)\n", t.Name)
@@ -482,14 +452,14 @@ func projectTemplates(ctx context.Context, env *Env) (err error) {
 	if _, err := parseArgs(fs, env.Args); err != nil {
 		return err
 	}
-	reg, err := lf.open(ctx)
+	a, err := lf.open()
 	if err != nil {
 		return err
 	}
-	defer func() { err = errors.Join(err, reg.Close()) }()
-	ts, err := reg.Templates(ctx, *lf.project)
+	defer closeAdmin(env, a, &err)
+	ts, err := a.Templates(ctx, *lf.project)
 	if err != nil {
-		return err
+		return lf.scope().explain(err)
 	}
 	infos := make([]templateInfo, 0, len(ts))
 	for _, t := range ts {

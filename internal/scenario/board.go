@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,7 +15,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credloop/credloop/boards"
-	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/hil"
 )
 
@@ -226,17 +227,12 @@ func boardCredentials(ctx context.Context, ts *testscript.TestScript, w *world, 
 		if !ok {
 			ts.Fatalf("board provision: --device wants PROJECT/DEVICE")
 		}
-		creds, err := w.cloud.Registry.Credentials(ctx, project, id)
-		ts.Check(err)
-		for _, c := range creds {
-			if c.Kind == registry.KindPSK && c.State == registry.StateActive {
-				cr.PSKIdentity, cr.PSK = c.PSKIdentity, c.PSK
-				break
-			}
-		}
-		if cr.PSKIdentity == "" {
+		c, err := w.cloud.Admin().ActivePSK(ctx, project, id)
+		if errors.Is(err, cloud.ErrNoPSK) {
 			ts.Fatalf("board provision: the registry holds no active PSK for %s (certificates' private keys are never in the registry: give --cert and --key)", device)
 		}
+		ts.Check(err)
+		cr.PSKIdentity, cr.PSK = c.PSKIdentity, c.PSK
 		cr.Project, cr.DeviceID = project, id
 	case pskHex != "":
 		key, err := hex.DecodeString(pskHex)

@@ -14,7 +14,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credloop/credloop/cloud"
-	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/simmodel"
@@ -137,19 +136,9 @@ func cloudOperate(ts *testscript.TestScript, w *world, sub string, args []string
 		if len(args) != 2 {
 			ts.Fatalf("usage: cloud activate PROJECT DEVICE")
 		}
-		reg := w.cloud.Registry
-		creds, err := reg.Credentials(ctx, args[0], args[1])
+		changed, err := w.cloud.Admin().ActivatePending(ctx, args[0], args[1])
 		ts.Check(err)
-		n := 0
-		for _, c := range creds {
-			if c.State != registry.StatePendingActivation {
-				continue
-			}
-			ts.Check(reg.SetCredentialState(ctx, c.ID, registry.StateActive))
-			_, err := reg.Record(ctx, registry.Event{Project: args[0], Device: args[1], Credential: c.Fingerprint, Kind: registry.EventCertActivated, Reason: "activated by the scenario"})
-			ts.Check(err)
-			n++
-		}
+		n := len(changed)
 		if n == 0 {
 			ts.Fatalf("cloud activate: %s/%s has no PENDING_ACTIVATION certificate", args[0], args[1])
 		}
