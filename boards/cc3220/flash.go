@@ -31,8 +31,9 @@ const (
 	// DER. It never leaves the board.
 	KeyDeviceKey = "devkey"
 	// KeyDeviceCert is the certificate chain the cloud issued at run-time
-	// provisioning, PEM, leaf first (SimpleLink's /cert/device.crt).
-	KeyDeviceCert = "devcert"
+	// provisioning, PEM, leaf first (SimpleLink's /cert/device.crt),
+	// written by devicemodel.Device.InstallCertificate.
+	KeyDeviceCert = devicemodel.KeyDeviceCert
 )
 
 // maxUDIDLen is the registry's limit on ids.
