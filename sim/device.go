@@ -106,18 +106,9 @@ func (d *Device) Start(ctx context.Context) error {
 }
 
 func (d *Device) dial(ctx context.Context, c devicemodel.Credential) (*Session, error) {
-	var cred Credential
-	switch c.Kind {
-	case devicemodel.KindPSK:
-		cred = Credential{PSKIdentity: c.PSKIdentity, PSK: c.PSK}
-	case devicemodel.KindCert:
-		key, err := c.Signer()
-		if err != nil {
-			return nil, fmt.Errorf("sim: credential key: %w", err)
-		}
-		cred = Credential{Chain: c.CertChainDER, Key: key}
-	default:
-		return nil, errors.New("sim: no credential to connect with")
+	cred, err := fromModel(c)
+	if err != nil {
+		return nil, err
 	}
 	return Dial(ctx, DialOptions{Addr: d.opts.Addr, Credential: cred, RootCAs: d.opts.RootCAs, HandshakeTimeout: d.opts.HandshakeTimeout})
 }

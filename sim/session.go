@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -27,15 +26,6 @@ import (
 
 // ErrHandshake wraps every failure to establish a DTLS session.
 var ErrHandshake = errors.New("sim: dtls handshake failed")
-
-// Credential is what a device presents: a PSK (identity + key) or a
-// certificate chain with its private key.
-type Credential struct {
-	PSKIdentity string
-	PSK         []byte
-	Chain       [][]byte // DER, leaf first
-	Key         crypto.Signer
-}
 
 // DialOptions configures one DTLS/CoAP session.
 type DialOptions struct {
@@ -133,8 +123,12 @@ func DialDTLS(ctx context.Context, o DialOptions) (*dtls.Conn, error) {
 		if suites == nil {
 			suites = []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, dtls.TLS_PSK_WITH_AES_128_CCM, dtls.TLS_PSK_WITH_AES_128_CCM_8}
 		}
-	case len(c.Chain) > 0 && c.Key != nil:
-		opts = append(opts, dtls.WithCertificates(tls.Certificate{Certificate: c.Chain, PrivateKey: c.Key}))
+	case len(c.Chain) > 0 && (c.Key != nil || len(c.KeyDER) > 0):
+		key, err := c.Signer()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, dtls.WithCertificates(tls.Certificate{Certificate: c.Chain, PrivateKey: key}))
 		if suites == nil {
 			suites = []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}
 		}

@@ -309,7 +309,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 	var cr boards.Credentials
 	for _, c := range creds {
 		if c.Kind == registry.KindPSK && c.State == registry.StateActive {
-			cr = boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK, Project: project, DeviceID: id}
+			cr = boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK}
 			break
 		}
 	}
