@@ -204,7 +204,7 @@ func Fleet(ctx context.Context, o FleetOptions) (FleetResult, error) {
 		}
 	}
 	name := func(k int) string { return fmt.Sprintf("%s-%07d", o.Prefix, first+k) }
-	ident := func(k int) string { return name(k) + "@" + o.Project }
+	ident := func(k int) string { return registry.PSKIdentity(name(k), o.Project) }
 	q, err := startPrep(ctx, count, 0, 0, func(ctx context.Context, k int) (any, error) {
 		psk := derivePSK(o.PSKSecret, ident(k))
 		if t.reg != nil {

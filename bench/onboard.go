@@ -201,7 +201,7 @@ func Onboard(ctx context.Context, o OnboardOptions) (*Workload, error) {
 		}
 		prep = func(ctx context.Context, k int) (any, error) {
 			dev := name(k)
-			id := dev + "@" + o.Project
+			id := registry.PSKIdentity(dev, o.Project)
 			psk := derivePSK(o.PSKSecret, id)
 			if t.reg != nil {
 				if err := ensureDeviceIn(ctx, t.reg, o.Project, dev); err != nil {
@@ -223,7 +223,7 @@ func Onboard(ctx context.Context, o OnboardOptions) (*Workload, error) {
 		}
 		run = func(ctx context.Context, k int, v any) error {
 			d := v.(estDevice)
-			s, err := sim.Dial(ctx, sim.DialOptions{Addr: t.coaps, Credential: sim.Credential{PSKIdentity: name(k) + "@" + o.Project, PSK: d.psk}, HandshakeTimeout: handshakeTimeout(ctx)})
+			s, err := sim.Dial(ctx, sim.DialOptions{Addr: t.coaps, Credential: sim.Credential{PSKIdentity: registry.PSKIdentity(name(k), o.Project), PSK: d.psk}, HandshakeTimeout: handshakeTimeout(ctx)})
 			if err != nil {
 				return err
 			}

@@ -332,7 +332,7 @@ func (p *wlPrep) pskCredentials(ctx context.Context) ([]sim.Credential, error) {
 		if _, err := reg.CreateDevice(ctx, Project, dev); err != nil && !errors.Is(err, registry.ErrExists) {
 			return nil, fmt.Errorf("bench: create device %s: %w", dev, err)
 		}
-		id := dev + "@" + Project
+		id := registry.PSKIdentity(dev, Project)
 		if _, err := reg.AddPSK(ctx, Project, dev, id, key); errors.Is(err, registry.ErrExists) {
 			// Registered by an earlier workload of this cloud: reuse it.
 			cred, _, lerr := reg.PSKByIdentity(ctx, id)

@@ -20,21 +20,15 @@ import (
 	"github.com/credloop/credloop/boards/esp32"
 	"github.com/credloop/credloop/boards/nrf"
 	"github.com/credloop/credloop/hil"
+	"github.com/credloop/credloop/sim"
 )
 
 // Endpoints are the cloud's addresses the firmware connects to.
 type Endpoints struct{ CoAPS, MQTTS, HTTPS string }
 
-// Credentials are what a driver installs on a board.
-type Credentials struct {
-	PSKIdentity string
-	PSK         []byte
-	CertDER     []byte
-	KeyDER      []byte
-	ChainDER    [][]byte
-	Project     string
-	DeviceID    string
-}
+// Credentials are what a driver installs on a board: the device runtime's
+// one credential type, as every board kind takes it.
+type Credentials = sim.Credential
 
 // ErrNotEmulated is returned for fault injection on a real board.
 var ErrNotEmulated = errors.New("boards: only an emulated board can do this")

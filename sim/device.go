@@ -1,8 +1,3 @@
-// Package sim runs simulated devices over real sockets: each one is an
-// internal/devicemodel state machine whose decisions (which credential to
-// present, when to swap, when to fall back) are carried out with real
-// sessions against a cloud: DTLS/CoAP (Device), MQTT over TLS (MQTTDevice),
-// and HTTPS for run-time CSR provisioning (ProvisionHTTPS).
 package sim
 
 import (
@@ -54,9 +49,8 @@ type Device struct {
 	opts  DeviceOptions
 	model *devicemodel.Device
 
-	mu      sync.Mutex
-	sess    *Session
-	lastErr error
+	mu   sync.Mutex
+	sess *Session
 }
 
 // newDevice returns a powered-off device running model; Start boots it.
@@ -84,12 +78,6 @@ func (d *Device) logf(format string, args ...any) {
 	fmt.Fprintf(d.opts.Console, "%s [%s] %s\n", d.opts.Now().UTC().Format("15:04:05.000"), d.ID(), line)
 }
 
-func (d *Device) logLines(lines []string) {
-	for _, l := range lines {
-		d.logf("%s", l)
-	}
-}
-
 // Start boots the device and connects, following the model's decisions:
 // a rejected backup PSK falls back to the main key, a rotated certificate
 // that cannot connect reboots until the boot counter sends the device back
@@ -98,88 +86,31 @@ func (d *Device) Start(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closeLocked()
-	d.logf("boot")
-	plan := d.model.Boot()
-	d.logLines(plan.Log)
-	if plan.Err != nil {
-		return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
-	}
-	var last error
-	failedWith := map[string]bool{}
-	for attempt := 1; attempt <= d.opts.MaxAttempts; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cred := plan.Credential
-		d.logf("connecting to %s with %s credential %s", d.opts.Addr, plan.Slot, cred.Fingerprint())
-		sess, err := d.dial(ctx, cred)
-		var dec devicemodel.Decision
-		if err == nil {
-			dec = d.model.ConnectResult(true, "")
-		} else {
-			last = err
-			d.logf("connection failed: %v", err)
-			dec = d.model.ConnectResult(false, err.Error())
-		}
-		d.logLines(dec.Log)
-		switch {
-		case dec.Err != nil:
-			if sess != nil {
-				_ = sess.Close()
-			}
-			return fmt.Errorf("sim %s: %w", d.ID(), dec.Err)
-		case dec.Connected:
-			d.sess = sess
-			d.lastErr = nil
-			d.logf("online (%s)", sess.CipherSuite())
+	return connectLoop[*Session]{
+		model:       d.model,
+		id:          d.ID(),
+		maxAttempts: d.opts.MaxAttempts,
+		logf:        d.logf,
+		target:      d.opts.Addr,
+		dial:        d.dial,
+		discard:     func(s *Session) { _ = s.Close() },
+		online: func(ctx context.Context, s *Session, cred devicemodel.Credential) (bool, error) {
+			d.sess = s
+			d.logf("online (%s)", s.CipherSuite())
 			if renewed, err := d.renewLocked(ctx, cred); err != nil || !renewed {
-				return nil // online either way; a failed renewal is retried at the next boot
+				return false, nil // online either way; a failed renewal is retried at the next boot
 			}
 			// Renewed: reboot onto the new certificate.
 			d.closeLocked()
-			d.model.Reset()
-			plan = d.model.Boot()
-			d.logLines(plan.Log)
-			if plan.Err != nil {
-				return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
-			}
-		case dec.Reboot:
-			d.logf("rebooting")
-			d.model.Reset()
-			plan = d.model.Boot()
-			d.logLines(plan.Log)
-			if plan.Err != nil {
-				return fmt.Errorf("sim %s: boot: %w", d.ID(), plan.Err)
-			}
-		case dec.Retry:
-			// Retrying the very credential that just failed teaches
-			// nothing in a test run: stop and report.
-			fp := cred.Fingerprint() + string(plan.Slot)
-			failedWith[fp] = true
-			plan = dec.Next
-			if failedWith[plan.Credential.Fingerprint()+string(plan.Slot)] {
-				d.lastErr = last
-				return fmt.Errorf("%w: %s: %v", ErrOffline, d.ID(), last)
-			}
-		}
-	}
-	d.lastErr = last
-	return fmt.Errorf("%w: %s after %d attempts: %v", ErrOffline, d.ID(), d.opts.MaxAttempts, last)
+			return true, nil
+		},
+	}.run(ctx)
 }
 
 func (d *Device) dial(ctx context.Context, c devicemodel.Credential) (*Session, error) {
-	var cred Credential
-	switch c.Kind {
-	case devicemodel.KindPSK:
-		cred = Credential{PSKIdentity: c.PSKIdentity, PSK: c.PSK}
-	case devicemodel.KindCert:
-		key, err := c.Signer()
-		if err != nil {
-			return nil, fmt.Errorf("sim: credential key: %w", err)
-		}
-		cred = Credential{Chain: c.CertChainDER, Key: key}
-	default:
-		return nil, errors.New("sim: no credential to connect with")
+	cred, err := fromModel(c)
+	if err != nil {
+		return nil, err
 	}
 	return Dial(ctx, DialOptions{Addr: d.opts.Addr, Credential: cred, RootCAs: d.opts.RootCAs, HandshakeTimeout: d.opts.HandshakeTimeout})
 }

@@ -363,69 +363,29 @@ func (d *MQTTDevice) startLocked(ctx context.Context, l *mqttLife) error {
 		return fmt.Errorf("sim: device id %q cannot be used in an MQTT topic", id)
 	}
 	d.closeLocked()
-	d.logf("boot")
-	plan := d.model.Boot()
-	d.logLines(plan.Log)
-	if plan.Err != nil {
-		return fmt.Errorf("sim %s: boot: %w", id, plan.Err)
-	}
-	var last error
-	failedWith := map[string]bool{}
-	for attempt := 1; attempt <= d.opts.MaxAttempts; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		cred := plan.Credential
-		d.logf("connecting to mqtts://%s with %s credential %s", d.opts.Addr, plan.Slot, cred.Fingerprint())
-		s, err := d.connect(ctx, cred, l)
-		if err != nil && ctx.Err() != nil {
-			// Not the credential's fault: nothing to tell the model.
-			return fmt.Errorf("sim %s: %w", id, ctx.Err())
-		}
-		var dec devicemodel.Decision
-		if err == nil {
-			d.logf("MQTT_EVENT_CONNECTED (CONNACK accepted)")
-			dec = d.model.ConnectResult(true, "")
-		} else {
-			last = err
-			d.logf("connection failed: %v", err)
-			dec = d.model.ConnectResult(false, err.Error())
-		}
-		d.logLines(dec.Log)
-		switch {
-		case dec.Err != nil:
-			if s != nil {
-				s.close()
+	return connectLoop[*mqttSession]{
+		model:       d.model,
+		id:          id,
+		maxAttempts: d.opts.MaxAttempts,
+		logf:        d.logf,
+		target:      "mqtts://" + d.opts.Addr,
+		dial: func(ctx context.Context, cred devicemodel.Credential) (*mqttSession, error) {
+			s, err := d.connect(ctx, cred, l)
+			if err == nil {
+				d.logf("MQTT_EVENT_CONNECTED (CONNACK accepted)")
 			}
-			return fmt.Errorf("sim %s: %w", id, dec.Err)
-		case dec.Connected:
+			return s, err
+		},
+		discard: func(s *mqttSession) { s.close() },
+		online: func(ctx context.Context, s *mqttSession, _ devicemodel.Credential) (bool, error) {
 			if err := d.goOnline(ctx, s); err != nil {
 				d.setErr(err)
-				return fmt.Errorf("sim %s: %w", id, err)
+				return false, err
 			}
-			return nil
-		case dec.Reboot:
-			d.logf("rebooting")
-			d.model.Reset()
-			d.logf("boot")
-			plan = d.model.Boot()
-			d.logLines(plan.Log)
-			if plan.Err != nil {
-				return fmt.Errorf("sim %s: boot: %w", id, plan.Err)
-			}
-		case dec.Retry:
-			// Retrying the very credential that just failed teaches
-			// nothing in a test run: stop and report (as Device does).
-			failedWith[cred.Fingerprint()+string(plan.Slot)] = true
-			plan = dec.Next
-			if failedWith[plan.Credential.Fingerprint()+string(plan.Slot)] {
-				d.setErr(last)
-				return fmt.Errorf("%w: %s: %v", ErrOffline, id, last)
-			}
-		}
-	}
-	d.setErr(last)
-	return fmt.Errorf("%w: %s after %d attempts: %v", ErrOffline, id, d.opts.MaxAttempts, last)
+			return false, nil
+		},
+		offline: d.setErr,
+	}.run(ctx)
 }
 
 // goOnline makes s the device's connection, subscribes to the device's

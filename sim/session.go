@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -27,20 +26,6 @@ import (
 
 // ErrHandshake wraps every failure to establish a DTLS session.
 var ErrHandshake = errors.New("sim: dtls handshake failed")
-
-// Credential is what a device presents: a PSK (identity + key) or a
-// certificate chain with its private key.
-type Credential struct {
-	// PSKIdentity is the PSK identity, "<device>@<project>" for credloop's
-	// cloud.
-	PSKIdentity string
-	// PSK is the pre-shared key.
-	PSK []byte
-	// Chain is the certificate chain, DER, leaf first.
-	Chain [][]byte
-	// Key is the private key of the chain's leaf.
-	Key crypto.Signer
-}
 
 // DialOptions configures one DTLS/CoAP session.
 type DialOptions struct {
@@ -107,42 +92,54 @@ func DialDTLS(ctx context.Context, o DialOptions) (*dtls.Conn, error) {
 	if o.HandshakeTimeout <= 0 {
 		o.HandshakeTimeout = 5 * time.Second
 	}
-	cfg := &dtls.Config{
-		ExtendedMasterSecret: dtls.RequestExtendedMasterSecret,
-		ServerName:           o.ServerName,
-		RootCAs:              o.RootCAs,
-		InsecureSkipVerify:   o.RootCAs == nil,
-		CipherSuites:         o.CipherSuites,
-		MTU:                  1200,
+	suites := o.CipherSuites
+	opts := []dtls.ClientOption{
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+		dtls.WithServerName(o.ServerName),
+		dtls.WithRootCAs(o.RootCAs),
+		dtls.WithInsecureSkipVerify(o.RootCAs == nil),
+		dtls.WithMTU(1200),
 		// P-256 first, as devices with crypto accelerators (nRF CC310,
 		// ESP32, CC3220) offer it; X25519 and P-384 remain acceptable.
-		EllipticCurves: []dtlselliptic.Curve{dtlselliptic.P256, dtlselliptic.X25519, dtlselliptic.P384},
+		dtls.WithEllipticCurves(dtlselliptic.P256, dtlselliptic.X25519, dtlselliptic.P384),
 	}
 	if pin := o.ServerCertificate; pin != nil {
-		cfg.RootCAs, cfg.InsecureSkipVerify = nil, true
-		cfg.VerifyPeerCertificate = func(raw [][]byte, _ [][]*x509.Certificate) error {
-			if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
-				return errors.New("sim: server certificate is not the pinned one")
-			}
-			return nil
-		}
+		// Options apply in order: these override RootCAs and
+		// InsecureSkipVerify above.
+		opts = append(opts,
+			dtls.WithRootCAs(nil),
+			dtls.WithInsecureSkipVerify(true),
+			dtls.WithVerifyPeerCertificate(func(raw [][]byte, _ [][]*x509.Certificate) error {
+				if len(raw) == 0 || !bytes.Equal(raw[0], pin) {
+					return errors.New("sim: server certificate is not the pinned one")
+				}
+				return nil
+			}))
 	}
 	c := o.Credential
 	switch {
 	case c.PSKIdentity != "":
 		key := c.PSK
-		cfg.PSK = func([]byte) ([]byte, error) { return key, nil }
-		cfg.PSKIdentityHint = []byte(c.PSKIdentity)
-		if cfg.CipherSuites == nil {
-			cfg.CipherSuites = []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, dtls.TLS_PSK_WITH_AES_128_CCM, dtls.TLS_PSK_WITH_AES_128_CCM_8}
+		opts = append(opts,
+			dtls.WithPSK(func([]byte) ([]byte, error) { return key, nil }),
+			dtls.WithPSKIdentityHint([]byte(c.PSKIdentity)))
+		if suites == nil {
+			suites = []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_GCM_SHA256, dtls.TLS_PSK_WITH_AES_128_CCM, dtls.TLS_PSK_WITH_AES_128_CCM_8}
 		}
-	case len(c.Chain) > 0 && c.Key != nil:
-		cfg.Certificates = []tls.Certificate{{Certificate: c.Chain, PrivateKey: c.Key}}
-		if cfg.CipherSuites == nil {
-			cfg.CipherSuites = []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}
+	case len(c.Chain) > 0 && (c.Key != nil || len(c.KeyDER) > 0):
+		key, err := c.Signer()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, dtls.WithCertificates(tls.Certificate{Certificate: c.Chain, PrivateKey: key}))
+		if suites == nil {
+			suites = []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM, dtls.TLS_ECDHE_ECDSA_WITH_AES_128_CCM_8}
 		}
 	default:
 		return nil, errors.New("sim: credential has neither a PSK nor a certificate and key")
+	}
+	if len(suites) > 0 {
+		opts = append(opts, dtls.WithCipherSuites(suites...))
 	}
 	raddr, err := net.ResolveUDPAddr("udp", o.Addr)
 	if err != nil {
@@ -152,7 +149,7 @@ func DialDTLS(ctx context.Context, o DialOptions) (*dtls.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sim: %w", err)
 	}
-	conn, err := dtls.Client(&connectedPacketConn{uc}, raddr, cfg)
+	conn, err := dtls.ClientWithOptions(&connectedPacketConn{uc}, raddr, opts...)
 	if err != nil {
 		_ = uc.Close()
 		return nil, fmt.Errorf("%w: %v", ErrHandshake, err)

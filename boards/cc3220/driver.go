@@ -12,24 +12,17 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/hil"
+	"github.com/credloop/credloop/sim"
 )
 
 // DefaultTimeout bounds each wait for the board when Driver.Timeout is 0
 // (the context bounds it too).
 const DefaultTimeout = 30 * time.Second
 
-// Credentials is what a scenario installs on a board. A CC3220 takes
-// none: it makes its own CSR with its pre-burned key, and the cloud's
-// allowlist decides its project; Project and DeviceID are informational.
-type Credentials struct {
-	PSKIdentity string
-	PSK         []byte
-	CertDER     []byte
-	KeyDER      []byte
-	ChainDER    [][]byte
-	Project     string
-	DeviceID    string
-}
+// Credentials is what a scenario installs on a board: the device
+// runtime's one credential type. A CC3220 takes none: it makes its own CSR
+// with its pre-burned key, and the cloud's allowlist decides its project.
+type Credentials = sim.Credential
 
 // Driver talks to a CC3220 over its serial console.
 type Driver struct {
@@ -136,7 +129,7 @@ func encodePublicKeyPEM(der []byte) []byte {
 // The board cannot take credentials: any key, certificate or PSK in cr
 // is ErrUnsupported, and nothing is sent.
 func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
-	if len(cr.PSK) > 0 || cr.PSKIdentity != "" || len(cr.CertDER) > 0 || len(cr.KeyDER) > 0 || len(cr.ChainDER) > 0 {
+	if !cr.IsZero() {
 		return ErrUnsupported
 	}
 	if _, err := d.command(ctx, "provision", "provision", provStartRE); err != nil {

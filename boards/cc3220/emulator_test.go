@@ -668,3 +668,79 @@ func TestUnreadableCertificateErased(t *testing.T) {
 	}
 	v.waitEvent(registry.Filter{Kind: "auth.mqtt", Device: udid, Outcome: registry.OutcomeOK})
 }
+
+// The certificate the board obtained by its own run-time provisioning is
+// its primary credential (devicemodel.Device.InstallCertificate), not a
+// rotation on trial: it is stored as /cert/device.crt with no rotated slot,
+// and connections refused more often than a rotation's boot budget leave
+// it in use, with no boot counter and nothing to fall back to.
+func TestProvisionedCertificateIsPrimary(t *testing.T) {
+	v := newEnv(t)
+	key, keyFile := writeKey(t)
+	flash := filepath.Join(t.TempDir(), "flash.bin")
+	e := v.start(cc3220.EmulatorOptions{Name: "board-p", FlashPath: flash, KeyFile: keyFile, ReconnectDelay: 20 * time.Millisecond})
+	b := v.open(e, nil)
+	if err := b.drv.WaitBoot(v.ctx); err != nil {
+		t.Fatal(err)
+	}
+	udid := v.allow(b)
+	if err := b.drv.Provision(v.ctx, cc3220.Credentials{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.drv.WaitOnline(v.ctx); err != nil {
+		t.Fatal(err)
+	}
+	before, err := b.drv.Status(v.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The flash holds what InstallCertificate writes: the chain for the
+	// pre-burned key under devcert, and no rotated slot. A model over
+	// that flash boots into it as its factory-slot credential.
+	img, err := os.ReadFile(flash)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := devicemodel.NewMemStore()
+	if err := store.UnmarshalBinary(img); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := store.Get(cc3220.KeyDeviceCert); !ok {
+		t.Fatalf("flash keys %v: no %s", store.Keys(), cc3220.KeyDeviceCert)
+	}
+	for _, k := range []string{devicemodel.KeyRotatedCert, devicemodel.KeyRotatedKey, devicemodel.KeyRotatedOK} {
+		if _, ok := store.Get(k); ok {
+			t.Errorf("flash holds %s after provisioning", k)
+		}
+	}
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := devicemodel.New(devicemodel.Config{ID: udid, Factory: devicemodel.Credential{Kind: devicemodel.KindCert, KeyDER: pkcs8}}, store)
+	if p := m.Boot(); p.Err != nil || p.Slot != devicemodel.SlotFactory || !strings.HasPrefix(p.Credential.Fingerprint(), before.CertFP[:min(8, len(before.CertFP))]) {
+		t.Fatalf("a model over the flash boots %s %s (%v), want the provisioned certificate %s", p.Slot, p.Credential.Fingerprint(), p.Err, before.CertFP)
+	}
+
+	// The cloud now refuses the board. Each reset and reconnection fails;
+	// more failed boots than a rotation gets change nothing.
+	if err := v.c.DisableDevice(v.ctx, project, udid); err != nil {
+		t.Fatal(err)
+	}
+	for i := range devicemodel.DefaultMaxRotatedFailures + 1 {
+		if err := b.drv.Reset(v.ctx); err != nil {
+			t.Fatalf("reset %d: %v", i, err)
+		}
+		if _, err := b.con.Expect(v.ctx, `\[MQTT\] Offline: [^\n]*\n`, hil.ExpectOptions{Timeout: 15 * time.Second}); err != nil {
+			t.Fatalf("reset %d: %v", i, err)
+		}
+	}
+	after, err := b.drv.Status(v.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Slot != "provisioned" || after.CertFP != before.CertFP || after.BootCount != 0 || after.Online {
+		t.Fatalf("status after refused boots %+v, want the provisioned certificate %s offline with no boot count", after, before.CertFP)
+	}
+}

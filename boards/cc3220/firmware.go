@@ -3,14 +3,12 @@ package cc3220
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/credloop/credloop/internal/devicemodel"
-	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
 )
@@ -251,21 +249,17 @@ func (e *Emulator) provision(ctx context.Context) bool {
 		e.printf("[PROV] Provisioning failed: the certificate is unusable: %v", err)
 		return false
 	}
-	var pemChain []byte
-	for _, der := range chain {
-		c, err := x509.ParseCertificate(der)
-		if err != nil {
-			e.printf("[PROV] Provisioning failed: the certificate is unusable: %v", err)
-			return false
-		}
-		pemChain = append(pemChain, fakeca.EncodeCertPEM(c)...)
+	// The certificate is the device's own, for its pre-burned key: the
+	// model installs it as its primary credential (no fallback), replacing
+	// any earlier one and any rotated one, all at once.
+	e.mu.Lock()
+	model := e.model
+	e.mu.Unlock()
+	if model == nil {
+		e.printf("[PROV] Provisioning failed: the device is powered off")
+		return false
 	}
-	// The new certificate replaces any earlier one and any rotated one,
-	// all at once.
-	err = e.flash.Update(func(tx *devicemodel.Tx) error {
-		return errors.Join(tx.Set(KeyDeviceCert, pemChain),
-			tx.Delete(devicemodel.KeyRotatedCert), tx.Delete(devicemodel.KeyRotatedKey), tx.Delete(devicemodel.KeyRotatedOK))
-	})
+	err = model.InstallCertificate(chain)
 	if errors.Is(err, devicemodel.ErrPowerCut) {
 		return false
 	}

@@ -31,8 +31,9 @@ const (
 	// DER. It never leaves the board.
 	KeyDeviceKey = "devkey"
 	// KeyDeviceCert is the certificate chain the cloud issued at run-time
-	// provisioning, PEM, leaf first (SimpleLink's /cert/device.crt).
-	KeyDeviceCert = "devcert"
+	// provisioning, PEM, leaf first (SimpleLink's /cert/device.crt),
+	// written by devicemodel.Device.InstallCertificate.
+	KeyDeviceCert = devicemodel.KeyDeviceCert
 )
 
 // maxUDIDLen is the registry's limit on ids.
@@ -47,7 +48,7 @@ type flash struct {
 
 	mu    sync.Mutex
 	mem   *devicemodel.MemStore
-	armed string
+	cut   devicemodel.PowerCut
 	onCut func(point string) // called with mu held, before the write fails
 }
 
@@ -77,19 +78,7 @@ func openFlash(path string) (*flash, error) {
 func (f *flash) armCut(point string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.armed = point
-}
-
-func matchPoint(pattern, point string) bool {
-	switch {
-	case pattern == "":
-		return false
-	case pattern == "any":
-		return true
-	case strings.HasSuffix(pattern, "*"):
-		return strings.HasPrefix(point, strings.TrimSuffix(pattern, "*"))
-	}
-	return pattern == point
+	f.cut.Arm(point)
 }
 
 // Get implements devicemodel.Store.
@@ -130,14 +119,11 @@ func (f *flash) Update(fn func(tx *devicemodel.Tx) error) error {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, op := range ops {
-		if matchPoint(f.armed, op.Point()) {
-			f.armed = ""
-			if f.onCut != nil {
-				f.onCut(op.Point())
-			}
-			return fmt.Errorf("%s: %w", op.Point(), devicemodel.ErrPowerCut)
+	if point, err := f.cut.CheckOps(ops); err != nil {
+		if f.onCut != nil {
+			f.onCut(point)
 		}
+		return err
 	}
 	img, err := f.mem.MarshalBinary()
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
@@ -203,8 +204,8 @@ func (e *Emulator) firmware(ctx context.Context, run *appRun) {
 func (e *Emulator) runPSK(ctx context.Context, run *appRun, pskID string, psk []byte) {
 	const tag = "golioth_example"
 	id, project := pskID, ""
-	if i := strings.LastIndexByte(pskID, '@'); i >= 0 {
-		id, project = pskID[:i], pskID[i+1:]
+	if d, p, err := registry.ParsePSKIdentity(pskID); err == nil {
+		id, project = d, p
 	}
 	cred := devicemodel.Credential{Kind: devicemodel.KindPSK, PSKIdentity: pskID, PSK: psk}
 	model := e.model(modePSK, devicemodel.Config{ID: id, Project: project, Factory: cred}, nsStore{f: e.fl, ns: nsGolioth})
@@ -496,8 +497,8 @@ func (e *Emulator) infoLines() []string {
 	pskID, psk, hasPSK := e.pskSettings()
 	if hasPSK {
 		id, project = pskID, ""
-		if i := strings.LastIndexByte(pskID, '@'); i >= 0 {
-			id, project = pskID[:i], pskID[i+1:]
+		if d, p, err := registry.ParsePSKIdentity(pskID); err == nil {
+			id, project = d, p
 		}
 	}
 	add("Device ID", "%s", id)

@@ -6,9 +6,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/sim"
 )
 
 // Errors.
@@ -20,66 +20,23 @@ var (
 	ErrNoRedactor    = errors.New("esp32: no redactor for the secrets sent to the board")
 )
 
-// Credentials are what a board is provisioned with: a Golioth-style PSK,
-// or a device certificate with its key and intermediates, or both.
-type Credentials struct {
-	// PSKIdentity is "<device>@<project>"; empty means DeviceID@Project.
-	PSKIdentity string
-	// PSK is the key (secret). The Golioth settings shell takes it as
-	// text, so it must be printable ASCII.
-	PSK []byte
-	// CertDER is the device certificate (leaf), KeyDER its private key
-	// (PKCS #8, SEC 1 or PKCS #1 DER; secret), ChainDER the intermediates
-	// sent after it.
-	CertDER  []byte
-	KeyDER   []byte
-	ChainDER [][]byte
-	// Project and DeviceID name the device when PSKIdentity is empty.
-	Project, DeviceID string
-}
-
-// String shows what the credentials are without revealing a secret.
-func (c Credentials) String() string {
-	var parts []string
-	if len(c.PSK) > 0 || c.PSKIdentity != "" {
-		parts = append(parts, fmt.Sprintf("psk identity=%q key fp=%s", c.identity(), devicemodel.Fingerprint(c.PSK)))
-	}
-	if len(c.CertDER) > 0 || len(c.KeyDER) > 0 {
-		parts = append(parts, fmt.Sprintf("cert fp=%s key fp=%s chain=%d", devicemodel.Fingerprint(c.CertDER), devicemodel.Fingerprint(c.KeyDER), len(c.ChainDER)))
-	}
-	if len(parts) == 0 {
-		return "no credentials"
-	}
-	return strings.Join(parts, "; ")
-}
-
-// GoString is String, so %#v reveals nothing either.
-func (c Credentials) GoString() string { return c.String() }
-
-// HasPSK reports whether c carries a PSK.
-func (c Credentials) HasPSK() bool { return len(c.PSK) > 0 }
-
-// HasCert reports whether c carries a certificate.
-func (c Credentials) HasCert() bool { return len(c.CertDER) > 0 || len(c.KeyDER) > 0 }
-
-func (c Credentials) identity() string {
-	if c.PSKIdentity != "" {
-		return c.PSKIdentity
-	}
-	if c.DeviceID != "" && c.Project != "" {
-		return c.DeviceID + "@" + c.Project
-	}
-	return ""
-}
+// Credentials are what a board is provisioned with: the device runtime's
+// one credential type. For an ESP32, a Golioth-style PSK (identity
+// "<device>@<project>" and a printable key), or a device certificate with
+// its key and the intermediates sent after it, or both.
+type Credentials = sim.Credential
 
 // certCredential returns the certificate as a devicemodel credential,
 // checked: the chain parses and the leaf matches the key.
-func (c Credentials) certCredential() (devicemodel.Credential, error) {
-	if len(c.CertDER) == 0 || len(c.KeyDER) == 0 {
-		return devicemodel.Credential{}, fmt.Errorf("%w: a certificate needs CertDER and KeyDER", ErrBadCredential)
+func certCredential(c Credentials) (devicemodel.Credential, error) {
+	if len(c.Chain) == 0 || (c.Key == nil && len(c.KeyDER) == 0) {
+		return devicemodel.Credential{}, fmt.Errorf("%w: a certificate needs a chain and a key", ErrBadCredential)
 	}
-	chain := append([][]byte{c.CertDER}, c.ChainDER...)
-	cred := devicemodel.Credential{Kind: devicemodel.KindCert, CertChainDER: chain, KeyDER: c.KeyDER}
+	keyDER, err := c.EncodedKey()
+	if err != nil {
+		return devicemodel.Credential{}, fmt.Errorf("%w: %w", ErrBadCredential, err)
+	}
+	cred := devicemodel.Credential{Kind: devicemodel.KindCert, CertChainDER: c.Chain, KeyDER: keyDER}
 	cred = cred.Clone()
 	if err := cred.Validate(); err != nil {
 		return devicemodel.Credential{}, fmt.Errorf("%w: %w", ErrBadCredential, err)
@@ -89,10 +46,10 @@ func (c Credentials) certCredential() (devicemodel.Credential, error) {
 
 // pskCredential returns the PSK as a devicemodel credential, checked for
 // what the settings shell can carry.
-func (c Credentials) pskCredential() (devicemodel.Credential, error) {
-	id := c.identity()
+func pskCredential(c Credentials) (devicemodel.Credential, error) {
+	id := c.PSKIdentity
 	if id == "" || len(c.PSK) == 0 {
-		return devicemodel.Credential{}, fmt.Errorf("%w: a PSK needs a key and an identity (PSKIdentity, or DeviceID and Project)", ErrBadCredential)
+		return devicemodel.Credential{}, fmt.Errorf("%w: a PSK needs a key and an identity", ErrBadCredential)
 	}
 	if err := shellText(id); err != nil {
 		return devicemodel.Credential{}, fmt.Errorf("%w: PSK identity: %w", ErrBadCredential, err)

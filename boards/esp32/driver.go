@@ -194,7 +194,7 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 		return ErrNoRedactor
 	}
 	if cr.HasPSK() {
-		psk, err := cr.pskCredential()
+		psk, err := pskCredential(cr)
 		if err != nil {
 			return err
 		}
@@ -215,7 +215,7 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 		}
 	}
 	if cr.HasCert() {
-		cert, err := cr.certCredential()
+		cert, err := certCredential(cr)
 		if err != nil {
 			return err
 		}

@@ -145,7 +145,7 @@ func StartEmulator(ctx context.Context, o EmulatorOptions) (*Emulator, error) {
 		e.mac = net.HardwareAddr{0x24, 0x0a, 0xc4, sum[0], sum[1], sum[2]}
 	}
 	if o.Factory.HasCert() {
-		f, err := o.Factory.certCredential()
+		f, err := certCredential(o.Factory)
 		if err != nil {
 			return nil, fmt.Errorf("esp32: factory certificate: %w", err)
 		}

@@ -155,7 +155,7 @@ func TestConsoleProvisionPSK(t *testing.T) {
 		t.Fatalf("WaitOnline without credentials = %v, want %v", err, ErrNoCredentials)
 	}
 	seq := c.mark(t)
-	if err := b.drv.Provision(ctx, Credentials{DeviceID: "dev2", Project: "acme", PSK: []byte(psk)}); err != nil {
+	if err := b.drv.Provision(ctx, Credentials{PSKIdentity: registry.PSKIdentity("dev2", "acme"), PSK: []byte(psk)}); err != nil {
 		t.Fatal(err)
 	}
 	wantContains(t, "online line", b.online(ctx), "Golioth client connected (PSK-ID dev2@acme")
@@ -176,7 +176,7 @@ func TestProvisionRefuses(t *testing.T) {
 	ca := newTestCA(t)
 	cert, _ := issue(t, ca, "dev-x")
 	other, _ := issue(t, ca, "dev-y")
-	mismatched := Credentials{CertDER: cert.CertDER, KeyDER: other.KeyDER}
+	mismatched := Credentials{Chain: cert.Chain, KeyDER: other.KeyDER}
 	tests := []struct {
 		name string
 		cr   Credentials
@@ -188,7 +188,7 @@ func TestProvisionRefuses(t *testing.T) {
 		{"PSK without identity", Credentials{PSK: []byte("secret-key")}, nil, ErrBadCredential},
 		{"PSK too short to redact", Credentials{PSKIdentity: "d@p", PSK: []byte("abc")}, nil, hil.ErrSecretTooShort},
 		{"key does not match", mismatched, nil, ErrBadCredential},
-		{"certificate without key", Credentials{CertDER: cert.CertDER}, nil, ErrBadCredential},
+		{"certificate without key", Credentials{Chain: cert.Chain}, nil, ErrBadCredential},
 		{"no redactor", cert, func() *Driver { return &Driver{c: b.console} }, ErrNoRedactor},
 	}
 	for _, tt := range tests {

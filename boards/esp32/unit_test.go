@@ -34,7 +34,7 @@ func issue(t *testing.T, ca *fakeca.CA, cn string) (Credentials, *x509.Certifica
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Credentials{CertDER: cert.Raw, KeyDER: der}, cert
+	return Credentials{Chain: [][]byte{cert.Raw}, KeyDER: der}, cert
 }
 
 func TestLineReader(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 	"github.com/credloop/credloop/boards/nrf/smp"
 	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
+	"github.com/credloop/credloop/sim"
 )
 
 // Driver defaults.
@@ -39,38 +40,13 @@ var (
 	shellErrRE = regexp.MustCompile(`: command not found|: unknown parameter: |: wrong parameter count|: missing subcommand|Unterminated quote|Too many parameters`)
 )
 
-// Credentials are what Provision installs. A certificate (CertDER and
-// KeyDER, DER; ChainDER are intermediates appended to crt.der) goes to
-// /lfs1/credentials over SMP; a PSK goes to the golioth/psk-id and
+// Credentials are what Provision installs: the device runtime's one
+// credential type. A certificate (Chain, leaf first, and Key) goes to
+// /lfs1/credentials over SMP; a PSK (PSKIdentity "<device>@<project>" and
+// a printable key, as Golioth's PSKs are) goes to the golioth/psk-id and
 // golioth/psk settings. With both, both are installed (the firmware
 // prefers the certificate).
-type Credentials struct {
-	PSKIdentity string // "<device>@<project>"; DeviceID@Project when empty
-	PSK         []byte // Golioth PSKs are text: printable ASCII
-	CertDER     []byte
-	KeyDER      []byte // PKCS #8 or SEC 1 DER
-	ChainDER    [][]byte
-	Project     string
-	DeviceID    string
-}
-
-// String describes the credentials by fingerprints.
-func (c Credentials) String() string {
-	var parts []string
-	if len(c.PSK) > 0 || c.PSKIdentity != "" {
-		parts = append(parts, fmt.Sprintf("psk-id=%q psk fp=%s", c.PSKIdentity, devicemodel.Fingerprint(c.PSK)))
-	}
-	if len(c.CertDER) > 0 || len(c.KeyDER) > 0 {
-		parts = append(parts, fmt.Sprintf("cert fp=%s key fp=%s chain=%d", devicemodel.Fingerprint(c.CertDER), devicemodel.Fingerprint(c.KeyDER), len(c.ChainDER)))
-	}
-	if len(parts) == 0 {
-		return "no credentials"
-	}
-	return strings.Join(parts, " ")
-}
-
-// GoString is String, so %#v shows no secret either.
-func (c Credentials) GoString() string { return c.String() }
+type Credentials = sim.Credential
 
 // Driver talks to an nRF board running Zephyr and the Golioth firmware
 // over its serial port: the Zephyr shell through a hil.Console, and
@@ -242,20 +218,16 @@ func (d *Driver) Upload(ctx context.Context, name string, data []byte) error {
 //     certificate, the files of an earlier certificate are removed (fs rm)
 //     since the firmware would prefer them;
 //   - a certificate: fs mkdir /lfs1/credentials, log halt, SMP upload of
-//     crt.der (leaf, then ChainDER) and key.der, log go (Golioth's forum guide);
+//     crt.der (the chain, leaf first) and key.der, log go (Golioth's forum guide);
 //
 // then kernel reboot cold, returning once the board has booted.
 func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
-	hasCert := len(cr.CertDER) > 0 || len(cr.KeyDER) > 0
-	hasPSK := len(cr.PSK) > 0 || cr.PSKIdentity != ""
+	hasCert, hasPSK := cr.HasCert(), cr.HasPSK()
 	if !hasCert && !hasPSK {
 		return ErrNoCredentials
 	}
 	identity := cr.PSKIdentity
 	if hasPSK {
-		if identity == "" && cr.DeviceID != "" {
-			identity = cr.DeviceID + "@" + cr.Project
-		}
 		if err := settingText("PSK identity", []byte(identity)); err != nil {
 			return err
 		}
@@ -263,8 +235,15 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 			return err
 		}
 	}
-	if hasCert && (len(cr.CertDER) == 0 || len(cr.KeyDER) == 0) {
-		return fmt.Errorf("%w: a certificate needs both CertDER and KeyDER", ErrBadCredential)
+	var keyDER []byte
+	if hasCert {
+		if len(cr.Chain) == 0 || (cr.Key == nil && len(cr.KeyDER) == 0) {
+			return fmt.Errorf("%w: a certificate needs both a chain and a key", ErrBadCredential)
+		}
+		var err error
+		if keyDER, err = cr.EncodedKey(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadCredential, err)
+		}
 	}
 	if d.red == nil {
 		return ErrNoRedactor
@@ -275,8 +254,8 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 		}
 	}
 	if hasCert {
-		if _, err := d.red.AddPrivateKey(cr.KeyDER); err != nil {
-			return fmt.Errorf("%w: key fp %s cannot be redacted: %w", ErrBadCredential, devicemodel.Fingerprint(cr.KeyDER), err)
+		if _, err := d.red.AddPrivateKey(keyDER); err != nil {
+			return fmt.Errorf("%w: key fp %s cannot be redacted: %w", ErrBadCredential, devicemodel.Fingerprint(keyDER), err)
 		}
 	}
 	d.c.Note("provisioning %s", cr)
@@ -289,7 +268,7 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 		}
 	}
 	if hasCert {
-		if err := d.installCert(ctx, cr); err != nil {
+		if err := d.installCert(ctx, cr.Chain, keyDER); err != nil {
 			return err
 		}
 	} else {
@@ -351,7 +330,7 @@ func (d *Driver) setSetting(ctx context.Context, name, value string) error {
 	return nil
 }
 
-func (d *Driver) installCert(ctx context.Context, cr Credentials) (err error) {
+func (d *Driver) installCert(ctx context.Context, chain [][]byte, keyDER []byte) (err error) {
 	out, err := d.Exec(ctx, "fs mkdir "+CredentialsDir)
 	if err != nil {
 		return err
@@ -367,12 +346,8 @@ func (d *Driver) installCert(ctx context.Context, cr Credentials) (err error) {
 			err = gerr
 		}
 	}()
-	crt := bytes.Clone(cr.CertDER)
-	for _, c := range cr.ChainDER {
-		crt = append(crt, c...)
-	}
-	if err := d.Upload(ctx, CertPath, crt); err != nil {
+	if err := d.Upload(ctx, CertPath, bytes.Join(chain, nil)); err != nil {
 		return err
 	}
-	return d.Upload(ctx, KeyPath, cr.KeyDER)
+	return d.Upload(ctx, KeyPath, keyDER)
 }

@@ -192,7 +192,7 @@ func deviceCert(t *testing.T, c *cloud.Cloud, cn string) Credentials {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Credentials{CertDER: cert.Raw, KeyDER: keyDER, ChainDER: [][]byte{own.Issuing.Cert.Raw}}
+	return Credentials{Chain: [][]byte{cert.Raw, own.Issuing.Cert.Raw}, KeyDER: keyDER}
 }
 
 func addPSK(t *testing.T, c *cloud.Cloud, dev string, key []byte) {
@@ -252,7 +252,7 @@ func TestCertificateProvisioning(t *testing.T) {
 	if ev.Outcome != registry.OutcomeOK || ev.Project != "acme" {
 		t.Fatalf("event = %+v", ev)
 	}
-	wantCrt := append(bytes.Clone(cred.CertDER), cred.ChainDER[0]...)
+	wantCrt := bytes.Join(cred.Chain, nil)
 	if got, err := b.emu.ReadFile(CertPath); err != nil || !bytes.Equal(got, wantCrt) {
 		t.Fatalf("crt.der on the board: %d bytes, %v", len(got), err)
 	}
@@ -305,7 +305,7 @@ func TestPSKSettings(t *testing.T) {
 		t.Fatal(err)
 	}
 	seq := lastSeq(t, c)
-	if err := b.drv.Provision(ctx, Credentials{DeviceID: "dev1", Project: "acme", PSK: psk}); err != nil {
+	if err := b.drv.Provision(ctx, Credentials{PSKIdentity: registry.PSKIdentity("dev1", "acme"), PSK: psk}); err != nil {
 		t.Fatal(err)
 	}
 	b.expect(t, `Session PSK-ID: dev1@acme`)
@@ -384,13 +384,13 @@ func TestUploadInterleavedWithLogs(t *testing.T) {
 	// long enough for many log lines.
 	b.drv.MTU = 128
 	b.drv.SMP().FrameGap = 5 * time.Millisecond
-	if err := b.drv.Upload(ctx, CertPath, cred.CertDER); err != nil {
+	if err := b.drv.Upload(ctx, CertPath, cred.Chain[0]); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.drv.Upload(ctx, KeyPath, cred.KeyDER); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string][]byte{CertPath: cred.CertDER, KeyPath: cred.KeyDER} {
+	for path, want := range map[string][]byte{CertPath: cred.Chain[0], KeyPath: cred.KeyDER} {
 		h, err := b.drv.SMP().Hash(ctx, path, smp.HashSHA256)
 		sum := sha256.Sum256(want)
 		if err != nil || !bytes.Equal(h.Output, sum[:]) {
@@ -433,7 +433,7 @@ func TestUploadInterleavedWithLogs(t *testing.T) {
 	}
 	// ... with the chain appended to crt.der it can.
 	seq = lastSeq(t, c)
-	if err := b.drv.Upload(ctx, CertPath, append(bytes.Clone(cred.CertDER), cred.ChainDER[0]...)); err != nil {
+	if err := b.drv.Upload(ctx, CertPath, bytes.Join(cred.Chain, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.drv.Reset(ctx); err != nil {
@@ -588,7 +588,7 @@ func TestProvisionRefuses(t *testing.T) {
 		"nothing":     {},
 		"binary PSK":  {PSKIdentity: "d@acme", PSK: []byte{0, 1, 2, 3, 4, 5, 6, 7}},
 		"no identity": {PSK: []byte("secret-key-0005")},
-		"cert no key": {CertDER: []byte{0x30, 0}},
+		"cert no key": {Chain: [][]byte{{0x30, 0}}},
 		"short PSK":   {PSKIdentity: "d@acme", PSK: []byte("abc")},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/credloop/credloop/boards/nrf/smp"
+	"github.com/credloop/credloop/cloud/registry"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
@@ -218,8 +219,8 @@ func (e *Emulator) loadCredential() (devicemodel.Config, bool) {
 	if okI && okP && len(id) > 0 && len(psk) > 0 {
 		ident := string(id)
 		dev, project := ident, ""
-		if i := strings.LastIndexByte(ident, '@'); i >= 0 {
-			dev, project = ident[:i], ident[i+1:]
+		if d, p, err := registry.ParsePSKIdentity(ident); err == nil {
+			dev, project = d, p
 		}
 		e.logf(lvlInf, modApp, "No certificate in %s: using the PSK from settings", CredentialsDir)
 		e.logf(lvlInf, modApp, "Session PSK-ID: %s (key fp %s)", ident, devicemodel.Fingerprint(psk))

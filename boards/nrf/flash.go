@@ -228,10 +228,10 @@ func checkSettingName(name string) error {
 type flash struct {
 	path string // "" keeps the flash in memory
 
-	mu    sync.Mutex
-	im    flashImage
-	armed string
-	off   bool // power was cut; writes fail until powerOn
+	mu  sync.Mutex
+	im  flashImage
+	cut devicemodel.PowerCut
+	off bool // power was cut; writes fail until powerOn
 	// onCut is called (without mu held) when an armed write loses power.
 	onCut func(point string)
 }
@@ -307,25 +307,11 @@ func (f *flash) persist(im flashImage) error {
 	return nil
 }
 
-// matchPoint is devicemodel's fault-injection matching: exact, "any", or a
-// prefix ending in "*".
-func matchPoint(pattern, point string) bool {
-	switch {
-	case pattern == "":
-		return false
-	case pattern == "any":
-		return true
-	case strings.HasSuffix(pattern, "*"):
-		return strings.HasPrefix(point, strings.TrimSuffix(pattern, "*"))
-	}
-	return pattern == point
-}
-
 // arm makes the next write matching point lose power.
 func (f *flash) arm(point string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.armed = point
+	f.cut.Arm(point)
 }
 
 // powerOn lets writes through again after a cut.
@@ -344,17 +330,14 @@ func (f *flash) commit(points []string, change func(im *flashImage) error) error
 		f.mu.Unlock()
 		return fmt.Errorf("%s: %w", strings.Join(points, ","), devicemodel.ErrPowerCut)
 	}
-	for _, p := range points {
-		if matchPoint(f.armed, p) {
-			f.armed = ""
-			f.off = true
-			cut := f.onCut
-			f.mu.Unlock()
-			if cut != nil {
-				cut(p)
-			}
-			return fmt.Errorf("%s: %w", p, devicemodel.ErrPowerCut)
+	if p, err := f.cut.Check(points...); err != nil {
+		f.off = true
+		cut := f.onCut
+		f.mu.Unlock()
+		if cut != nil {
+			cut(p)
 		}
+		return err
 	}
 	defer f.mu.Unlock()
 	next := flashImage{dirs: maps.Clone(f.im.dirs), files: maps.Clone(f.im.files), settings: maps.Clone(f.im.settings)}

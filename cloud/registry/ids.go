@@ -34,6 +34,12 @@ func idChar(c byte) bool {
 	return false
 }
 
+// PSKIdentity builds the Golioth-style PSK identity "<device>@<project>"
+// that ParsePSKIdentity splits: for valid ids, ParsePSKIdentity(
+// PSKIdentity(d, p)) returns d and p. It does not validate; the registry
+// does when the identity is stored or presented.
+func PSKIdentity(device, project string) string { return device + "@" + project }
+
 // ParsePSKIdentity splits a Golioth-style PSK identity "<device>@<project>"
 // on its last '@'. Both parts must be valid ids; the error wraps ErrInvalid.
 // The device part names the key rather than strictly the device: a device

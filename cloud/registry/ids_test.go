@@ -100,6 +100,23 @@ func TestParsePSKIdentity(t *testing.T) {
 	}
 }
 
+func TestPSKIdentityRoundTrip(t *testing.T) {
+	for _, tc := range []struct{ device, project, want string }{
+		{"dev", "proj", "dev@proj"},
+		{"a.b:c", "p_1", "a.b:c@p_1"},
+		{"dev1-b", "acme", "dev1-b@acme"},
+	} {
+		got := PSKIdentity(tc.device, tc.project)
+		if got != tc.want {
+			t.Errorf("PSKIdentity(%q, %q) = %q, want %q", tc.device, tc.project, got, tc.want)
+		}
+		d, p, err := ParsePSKIdentity(got)
+		if err != nil || d != tc.device || p != tc.project {
+			t.Errorf("ParsePSKIdentity(%q) = %q, %q, %v; want %q, %q", got, d, p, err, tc.device, tc.project)
+		}
+	}
+}
+
 func FuzzParsePSKIdentity(f *testing.F) {
 	for _, s := range []string{"dev@proj", "a@b@c", "@", "dev@", "@p", "x", "", "dev@pro j", "d\x00@p", "é@p"} {
 		f.Add(s)
@@ -115,7 +132,7 @@ func FuzzParsePSKIdentity(f *testing.F) {
 			}
 			return
 		}
-		if d+"@"+p != s {
+		if PSKIdentity(d, p) != s {
 			t.Fatalf("%q split into %q and %q", s, d, p)
 		}
 		if !idRE.MatchString(d) || !idRE.MatchString(p) {

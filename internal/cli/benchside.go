@@ -238,7 +238,7 @@ func sidePSK(ctx context.Context, reg *registry.Registry) (string, []byte, error
 	}
 	psk := []byte(hex.EncodeToString(raw))
 	const dev = "side-000000"
-	id := dev + "@" + bench.Project
+	id := registry.PSKIdentity(dev, bench.Project)
 	if _, err := reg.CreateProject(ctx, bench.Project); err != nil && !errors.Is(err, registry.ErrExists) {
 		return "", nil, err
 	}

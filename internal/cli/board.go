@@ -310,7 +310,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	cr := boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK, Project: project, DeviceID: id}
+	cr := boards.Credentials{PSKIdentity: c.PSKIdentity, PSK: c.PSK}
 	red := hil.NewRedactor()
 	if _, err := red.AddPSK(cr.PSK); err != nil {
 		return err

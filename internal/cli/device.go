@@ -211,7 +211,7 @@ func deviceAdd(ctx context.Context, env *Env) (err error) {
 	if psk1 != nil {
 		psk1.identity, psk1.idFlag = *pskID, "psk-identity"
 		if psk1.identity == "" {
-			psk1.identity = id + "@" + *project
+			psk1.identity = registry.PSKIdentity(id, *project)
 		}
 		if err := checkIdentity("psk-identity", psk1.identity, *project); err != nil {
 			return err

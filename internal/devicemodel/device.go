@@ -24,6 +24,10 @@ const (
 	KeyPSKBackup    = "psk_bak"     // PSK backup slot key
 	KeyPSKBackupNew = "psk_bak_new" // "1": the backup is new and untried
 	KeyCSRKey       = "csr_key"     // pending CSR private key, PKCS#8 DER
+	// KeyDeviceCert is the certificate chain the device obtained for its
+	// factory key by its own first provisioning (InstallCertificate), PEM,
+	// leaf first: SimpleLink's /cert/device.crt in TI's CC3220 flow.
+	KeyDeviceCert = "devcert"
 )
 
 // Defaults for Config.
@@ -53,7 +57,7 @@ type Slot string
 // Slots.
 const (
 	SlotNone    Slot = ""        // not booted
-	SlotFactory Slot = "factory" // Config.Factory (read-only factory storage)
+	SlotFactory Slot = "factory" // Config.Factory, with the certificate InstallCertificate stored for its key
 	SlotRotated Slot = "rotated" // rotated certificate in the store
 	SlotMain    Slot = "main"    // PSK main slot in the store
 	SlotBackup  Slot = "backup"  // PSK backup slot in the store, new and untried
@@ -339,6 +343,11 @@ func (d *Device) basePlan(log *[]string) Plan {
 	}
 	f := d.cfg.Factory
 	if f.Kind != KindPSK {
+		if p, ok := d.loadProvisioned(); ok {
+			f = p
+		} else if _, stored := d.store.Get(KeyDeviceCert); stored {
+			logf("provisioned certificate in NVS is unusable, ignored")
+		}
 		if log != nil && len(*log) > 0 {
 			logf("Using factory certificates.")
 		} else {
@@ -356,6 +365,24 @@ func (d *Device) basePlan(log *[]string) Plan {
 	}
 	logf("using factory PSK identity=%q key fp=%s", f.PSKIdentity, Fingerprint(f.PSK))
 	return Plan{Credential: f.Clone(), Slot: SlotFactory}
+}
+
+// loadProvisioned returns the factory key with the certificate
+// InstallCertificate stored for it, if there is one and it still matches.
+func (d *Device) loadProvisioned() (Credential, bool) {
+	certPEM, ok := d.store.Get(KeyDeviceCert)
+	if !ok {
+		return Credential{}, false
+	}
+	chain, err := decodeCertChainPEM(certPEM)
+	if err != nil {
+		return Credential{}, false
+	}
+	c := Credential{Kind: KindCert, CertChainDER: chain, KeyDER: d.cfg.Factory.KeyDER}
+	if _, _, err := c.parse(); err != nil {
+		return Credential{}, false
+	}
+	return c.Clone(), true
 }
 
 type rotState int
@@ -583,6 +610,44 @@ func (d *Device) ApplyRotation(r Rotation) error {
 	if err := d.storeRotated(r.Credential.CertChainDER, key); err != nil {
 		return fmt.Errorf("apply rotation: %w", err)
 	}
+	return nil
+}
+
+// InstallCertificate stores a certificate chain that the device obtained
+// for its factory key by its own first provisioning — TI's CC3220 run-time
+// provisioning flow: a CSR signed with the pre-burned key, answered by the
+// cloud's provisioning service — as the device's primary credential. It is
+// not a rotation on trial: from the next Boot on the device connects with
+// it in SlotFactory, with no boot counter and nothing to fall back to
+// (before it the device had no certificate at all), and a later rotation
+// falls back to it. It replaces an earlier provisioned certificate and
+// erases any rotated one, in one atomic update; the RTC boot counter is
+// zeroed. The leaf must match Config.Factory's key; on any error nothing
+// changes. The running session keeps its credential.
+func (d *Device) InstallCertificate(chain [][]byte) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.off {
+		return ErrPoweredOff
+	}
+	if d.cfg.Factory.Kind != KindCert {
+		return fmt.Errorf("install certificate: %w: the device has no factory key", ErrBadCredential)
+	}
+	c := Credential{Kind: KindCert, CertChainDER: chain, KeyDER: d.cfg.Factory.KeyDER}
+	if _, _, err := c.parse(); err != nil {
+		return fmt.Errorf("install certificate: %w", err)
+	}
+	certPEM := encodeChainPEM(chain)
+	if len(certPEM) > MaxValueLen {
+		return fmt.Errorf("install certificate: %w", ErrValueTooLarge)
+	}
+	err := d.store.Update(func(tx *Tx) error {
+		return errors.Join(tx.Set(KeyDeviceCert, certPEM), eraseRotated(tx))
+	})
+	if err != nil {
+		return fmt.Errorf("install certificate: %w", d.fail(err))
+	}
+	d.rtc.BootCount = 0
 	return nil
 }
 

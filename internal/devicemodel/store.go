@@ -8,7 +8,6 @@ import (
 	"hash/crc32"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 )
 
@@ -156,9 +155,9 @@ func checkKey(key string) error {
 // empty store ready to use. It is safe for concurrent use; Update is atomic
 // (all or nothing) but not isolated from concurrent writers.
 type MemStore struct {
-	mu    sync.Mutex
-	m     map[string][]byte
-	armed string
+	mu  sync.Mutex
+	m   map[string][]byte
+	cut PowerCut
 }
 
 // NewMemStore returns an empty MemStore.
@@ -166,26 +165,14 @@ func NewMemStore() *MemStore { return &MemStore{} }
 
 // ArmPowerCut makes the next write whose point matches fail with ErrPowerCut
 // without changing anything; the cut then disarms. Points are "set:<key>",
-// "delete:<key>", a prefix ending in "*" ("set:psk_*"), or "any". An Update
-// fails as a whole if any of its writes matches. An empty point disarms.
-// After a cut the caller must power cycle the device (Device.PowerCycle).
+// "delete:<key>", a prefix ending in "*" ("set:psk_*"), or "any" (see
+// PowerCut). An Update fails as a whole if any of its writes matches. An
+// empty point disarms. After a cut the caller must power cycle the device
+// (Device.PowerCycle).
 func (s *MemStore) ArmPowerCut(point string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.armed = point
-}
-
-func matchPoint(pattern, point string) bool {
-	switch {
-	case pattern == "":
-		return false
-	case pattern == "any":
-		return true
-	case strings.HasSuffix(pattern, "*"):
-		return strings.HasPrefix(point, strings.TrimSuffix(pattern, "*"))
-	default:
-		return pattern == point
-	}
+	s.cut.Arm(point)
 }
 
 // Get implements Store.
@@ -224,11 +211,8 @@ func (s *MemStore) Update(fn func(tx *Tx) error) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, op := range tx.ops {
-		if matchPoint(s.armed, op.Point()) {
-			s.armed = ""
-			return fmt.Errorf("%s: %w", op.Point(), ErrPowerCut)
-		}
+	if _, err := s.cut.CheckOps(tx.ops); err != nil {
+		return err
 	}
 	if s.m == nil && len(tx.ops) > 0 {
 		s.m = map[string][]byte{}
@@ -287,7 +271,7 @@ func (s *MemStore) UnmarshalBinary(data []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.m = m
-	s.armed = ""
+	s.cut.Disarm()
 	return nil
 }
 

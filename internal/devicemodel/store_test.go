@@ -142,8 +142,8 @@ func TestMemStorePowerCut(t *testing.T) {
 			if err != nil {
 				t.Fatalf("err = %v", err)
 			}
-			if tt.stillOn != (s.armed != "") {
-				t.Fatalf("armed = %q", s.armed)
+			if tt.stillOn != (s.cut.Armed() != "") {
+				t.Fatalf("armed = %q", s.cut.Armed())
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"context"
-	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -233,25 +232,14 @@ func boardCredentials(ctx context.Context, ts *testscript.TestScript, w *world, 
 		}
 		ts.Check(err)
 		cr.PSKIdentity, cr.PSK = c.PSKIdentity, c.PSK
-		cr.Project, cr.DeviceID = project, id
 	case pskHex != "":
 		key, err := hex.DecodeString(pskHex)
 		if err != nil {
 			ts.Fatalf("board provision: --psk must be hex")
 		}
 		cr.PSKIdentity, cr.PSK = pskID, key
-		if d, p, ok := strings.Cut(pskID, "@"); ok {
-			cr.DeviceID, cr.Project = d, p
-		}
 	case certFile != "" && keyFile != "":
-		chain, keyDER := readCertKey(ts, certFile, keyFile, chainFile)
-		cr.CertDER, cr.ChainDER, cr.KeyDER = chain[0], chain[1:], keyDER
-		leaf, err := x509.ParseCertificate(chain[0])
-		ts.Check(err)
-		if len(leaf.Subject.Organization) > 0 {
-			cr.Project = leaf.Subject.Organization[0]
-		}
-		cr.DeviceID = leaf.Subject.CommonName
+		cr.Chain, cr.KeyDER = readCertKey(ts, certFile, keyFile, chainFile)
 	case b != nil && b.Kind == hil.KindCC3220:
 		// The CC3220 provisions itself from its pre-burned key.
 	default:

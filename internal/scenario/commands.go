@@ -378,7 +378,7 @@ func simAdd(ts *testscript.TestScript, w *world, name string, args []string) {
 			ts.Fatalf("sim add: --psk must be hex")
 		}
 		if pskID == "" {
-			pskID = id + "@" + project
+			pskID = registry.PSKIdentity(id, project)
 		}
 		factory = devicemodel.Credential{Kind: devicemodel.KindPSK, PSKIdentity: pskID, PSK: key}
 	case certFile == "" && keyFile != "" && pskHex == "" && useMQTT:

@@ -14,7 +14,6 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credloop/credloop/cloud"
-	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/internal/fakeca"
 	"github.com/credloop/credloop/internal/simmodel"
 	"github.com/credloop/credloop/sim"
@@ -75,7 +74,9 @@ func mqttOperate(ts *testscript.TestScript, w *world, d *sim.MQTTDevice, sub str
 		ts.Check(err)
 		chain, err := sim.ProvisionHTTPS(ctx, sim.HTTPSProvisionOptions{URL: "https://" + w.httpAddr, UDID: model.Config().ID, Key: key})
 		if err == nil {
-			err = model.ApplyRotation(devicemodel.Rotation{Credential: devicemodel.Credential{Kind: devicemodel.KindCert, CertChainDER: chain, KeyDER: factory.KeyDER}})
+			// The device's own first certificate: its primary credential,
+			// as on the CC3220 emulator (not a rotation on trial).
+			err = model.InstallCertificate(chain)
 		}
 		expectErr("https-provision", err)
 	case "renew":

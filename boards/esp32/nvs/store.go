@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/credloop/credloop/internal/devicemodel"
@@ -24,11 +23,11 @@ type Store struct {
 	mu     sync.Mutex
 	size   int
 	ns     string
-	order  []string        // namespaces in index order, ns included
-	others []Item          // items of the other namespaces, in image order
-	m      map[string]Item // items of ns
-	image  []byte          // the image of the current contents
-	armed  string          // power-cut point, see ArmPowerCut
+	order  []string             // namespaces in index order, ns included
+	others []Item               // items of the other namespaces, in image order
+	m      map[string]Item      // items of ns
+	image  []byte               // the image of the current contents
+	cut    devicemodel.PowerCut // see ArmPowerCut
 }
 
 // NewStore returns an empty store over namespace ns of a blank image of
@@ -95,7 +94,8 @@ func (s *Store) load(image []byte) error {
 	if err != nil {
 		return fmt.Errorf("rewrite: %w", err)
 	}
-	s.m, s.image, s.armed = m, img, ""
+	s.m, s.image = m, img
+	s.cut.Disarm()
 	return nil
 }
 
@@ -199,11 +199,8 @@ func (s *Store) Apply(changes ...Change) error {
 	ops := tx.Ops()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, op := range ops {
-		if matchPoint(s.armed, op.Point()) {
-			s.armed = ""
-			return fmt.Errorf("%s: %w", op.Point(), devicemodel.ErrPowerCut)
-		}
+	if _, err := s.cut.CheckOps(ops); err != nil {
+		return err
 	}
 	if len(ops) == 0 {
 		return nil
@@ -232,19 +229,7 @@ func (s *Store) Apply(changes ...Change) error {
 func (s *Store) ArmPowerCut(point string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.armed = point
-}
-
-func matchPoint(pattern, point string) bool {
-	switch {
-	case pattern == "":
-		return false
-	case pattern == "any":
-		return true
-	case strings.HasSuffix(pattern, "*"):
-		return strings.HasPrefix(point, strings.TrimSuffix(pattern, "*"))
-	}
-	return pattern == point
+	s.cut.Arm(point)
 }
 
 // Image returns the NVS image of the current contents, as large as the
@@ -268,6 +253,7 @@ func (s *Store) UnmarshalBinary(image []byte) error {
 	if err := t.load(image); err != nil {
 		return err
 	}
-	s.size, s.order, s.others, s.m, s.image, s.armed = t.size, t.order, t.others, t.m, t.image, ""
+	s.size, s.order, s.others, s.m, s.image = t.size, t.order, t.others, t.m, t.image
+	s.cut.Disarm()
 	return nil
 }

@@ -2,7 +2,6 @@ package nvs
 
 import (
 	"bytes"
-	"fmt"
 	"maps"
 
 	"github.com/credloop/credloop/internal/devicemodel"
@@ -23,12 +22,10 @@ func (s *Store) SetItem(it Item) error {
 	if err := it.validate(); err != nil {
 		return err
 	}
-	point := "set:" + it.Key
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if matchPoint(s.armed, point) {
-		s.armed = ""
-		return fmt.Errorf("%s: %w", point, devicemodel.ErrPowerCut)
+	if _, err := s.cut.CheckOps([]devicemodel.Op{{Key: it.Key}}); err != nil {
+		return err
 	}
 	m := maps.Clone(s.m)
 	m[it.Key] = it
