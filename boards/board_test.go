@@ -77,12 +77,10 @@ func (d *fakeDriver) UDID(ctx context.Context) (string, error) {
 func (d *fakeDriver) PublicKey(ctx context.Context) ([]byte, error) { return []byte{0x30, 0}, nil }
 
 type fakeEmu struct {
-	pt      *hil.PTY
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	cycles  int
-	cutAt   string
-	closeMu sync.Once
+	pt     *hil.PTY
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	cycles int
 }
 
 func startFake(name string) (*fakeEmu, error) {
