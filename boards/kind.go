@@ -23,7 +23,9 @@ var (
 // to recognise one on a bench. Each kind's package registers its Kind
 // from init (package boards/all imports them all), so that adding a kind
 // is adding a package: nothing here or in the command line switches on
-// kinds.
+// kinds. A new kind's package needs a Driver for its console, usually an
+// Emulator serving a hil.OpenPTY pseudo-terminal, a kind.go that calls
+// Register, and its import in boards/all.
 type Kind struct {
 	// Name is what the hardware map's kind field says ("esp32").
 	Name string

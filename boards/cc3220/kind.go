@@ -8,12 +8,11 @@ import (
 	"github.com/credloop/credloop/hil"
 )
 
-// Kind is the hardware map's name of the CC3220 kind.
-const Kind = "cc3220"
-
+// init registers the cc3220 kind with package boards (boards/all imports
+// this package for it).
 func init() {
 	boards.Register(boards.Kind{
-		Name:    Kind,
+		Name:    "cc3220",
 		Summary: "TI CC3220 SimpleLink (a pre-burned key, run-time CSR provisioning over HTTPS, then MQTT/TLS)",
 		USB: []boards.USBID{
 			{VID: "0451", PID: "BEF3", Why: "TI XDS110, the on-board debugger of CC3220 LaunchPads"},

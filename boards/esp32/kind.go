@@ -8,12 +8,11 @@ import (
 	"github.com/credloop/credloop/hil"
 )
 
-// Kind is the hardware map's name of the ESP32 kind.
-const Kind = "esp32"
-
+// init registers the esp32 kind with package boards (boards/all imports
+// this package for it).
 func init() {
 	boards.Register(boards.Kind{
-		Name:    Kind,
+		Name:    "esp32",
 		Summary: "ESP32 running ESP-IDF's console (Golioth PSK over CoAP/DTLS, certificate rotation over MQTT/TLS)",
 		USB: []boards.USBID{
 			{VID: "303A", PID: "1001", Why: "Espressif USB-Serial/JTAG (ESP32-C3/S3/C6/H2 built-in USB)"},

@@ -8,12 +8,11 @@ import (
 	"github.com/credloop/credloop/hil"
 )
 
-// Kind is the hardware map's name of the nRF kind.
-const Kind = "nrf"
-
+// init registers the nrf kind with package boards (boards/all imports
+// this package for it).
 func init() {
 	boards.Register(boards.Kind{
-		Name:    Kind,
+		Name:    "nrf",
 		Summary: "nRF running Zephyr and Golioth's firmware (the shell and mcumgr SMP on one UART)",
 		USB: []boards.USBID{
 			{VID: "1366", Why: "SEGGER J-Link, the on-board debugger of Nordic nRF DKs"},

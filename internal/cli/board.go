@@ -141,7 +141,7 @@ func openMapBoard(ctx context.Context, env *Env, usage string) (hil.BoardSpec, *
 		return hil.BoardSpec{}, nil, err
 	}
 	if b.Emulate {
-		return hil.BoardSpec{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", b.Name)
+		return hil.BoardSpec{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run') or on their own ('credloop board emulate %s')", b.Name, b.Kind)
 	}
 	po, err := b.PortOptions()
 	if err != nil {
@@ -310,7 +310,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 		return err
 	}
 	if entry.Emulate {
-		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", entry.Name)
+		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run') or on their own ('credloop board emulate %s')", entry.Name, entry.Kind)
 	}
 	reg, err := openRegistryAt(*dir, false)
 	if err != nil {
