@@ -185,13 +185,28 @@ func TestOpenErrors(t *testing.T) {
 	}
 }
 
-func TestRegisterTwicePanics(t *testing.T) {
-	defer func() {
-		if recover() == nil {
-			t.Fatal("no panic")
-		}
-	}()
-	boards.Register(boards.Kind{Name: "fake", Open: func(*hil.Console, io.ReadWriter, *hil.Redactor) (boards.Driver, error) { return nil, nil }})
+func TestRegisterPanics(t *testing.T) {
+	open := func(*hil.Console, io.ReadWriter, *hil.Redactor) (boards.Driver, error) { return nil, nil }
+	for name, k := range map[string]boards.Kind{
+		"twice":       {Name: "fake", Open: open},
+		"no name":     {Open: open},
+		"upper case":  {Name: "Fake2", Open: open},
+		"no Open":     {Name: "fake3"},
+		"PID not hex": {Name: "fake4", Open: open, USB: []boards.USBID{{VID: "1234", PID: "ZZ"}}},
+		"VID missing": {Name: "fake5", Open: open, USB: []boards.USBID{{PID: "1234"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			boards.Register(k)
+		})
+	}
+	if _, err := boards.Lookup("fake4"); !errors.Is(err, boards.ErrUnknownKind) {
+		t.Fatalf("a refused kind was registered: %v", err)
+	}
 }
 
 func TestGuessKindRegistered(t *testing.T) {

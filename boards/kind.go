@@ -141,7 +141,8 @@ var kinds struct {
 }
 
 // Register makes a kind of board known. It panics when the name is taken
-// or invalid or Open is missing: a kind registers once, from init.
+// or invalid, Open is missing or a USB id is not hex: a kind registers
+// once, from init.
 func Register(k Kind) {
 	kinds.Lock()
 	defer kinds.Unlock()
@@ -157,6 +158,9 @@ func Register(k Kind) {
 	k.USB = slices.Clone(k.USB)
 	for i, u := range k.USB {
 		k.USB[i].VID, k.USB[i].PID = normUSBID(u.VID), normUSBID(u.PID)
+		if k.USB[i].VID == "" || u.PID != "" && k.USB[i].PID == "" {
+			panic(fmt.Sprintf("boards: Register of kind %q: USB id %q:%q is not hex", k.Name, u.VID, u.PID))
+		}
 	}
 	kinds.m[k.Name] = k
 }

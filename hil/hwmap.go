@@ -1,6 +1,8 @@
 // Package hil is the hardware-in-the-loop layer: the hardware map of a test
-// bench, serial ports that survive re-enumeration, consoles with expect and
-// per-board logs, secret redaction, and reset sequences.
+// bench, serial ports that survive re-enumeration, the pseudo-terminals
+// emulated boards sit behind, consoles with expect and per-board logs,
+// secret redaction, and reset sequences. It knows kinds of board only by
+// name; package boards knows what they are.
 package hil
 
 import (
