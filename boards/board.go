@@ -1,9 +1,10 @@
 // Package boards opens a board of the hardware in the loop — a real one on
 // a serial port named in the hardware map, or an emulator on a
-// pseudo-terminal — and drives it with its kind's driver: ESP32 (ESP-IDF),
-// nRF (Zephyr, mcumgr) or CC3220 (SimpleLink). Either way the driver talks
-// through go.bug.st/serial and hil.Console, so the serial code path is the
-// same.
+// pseudo-terminal — and drives it with its kind's Driver. Kinds (ESP32,
+// nRF, CC3220: packages boards/esp32, boards/nrf, boards/cc3220) register
+// themselves; import boards/all to have them all. Either way the driver
+// talks through go.bug.st/serial and hil.Console, so the serial code path
+// is the same.
 package boards
 
 import (
@@ -14,11 +15,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
-	"github.com/credloop/credloop/boards/cc3220"
-	"github.com/credloop/credloop/boards/esp32"
-	"github.com/credloop/credloop/boards/nrf"
 	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/sim"
 )
@@ -30,13 +29,21 @@ type Endpoints struct{ CoAPS, MQTTS, HTTPS string }
 // one credential type, as every board kind takes it.
 type Credentials = sim.Credential
 
-// ErrNotEmulated is returned for fault injection on a real board.
-var ErrNotEmulated = errors.New("boards: only an emulated board can do this")
+// Errors of an open board.
+var (
+	// ErrNotEmulated is returned for fault injection on a real board.
+	ErrNotEmulated = errors.New("boards: only an emulated board can do this")
+	// ErrUnsupported is returned for what a kind of board cannot do
+	// (a power cut on an emulator without them, the identity of a board
+	// without a pre-burned one).
+	ErrUnsupported = errors.New("boards: this kind of board cannot do this")
+)
 
 // Options configures Open.
 type Options struct {
-	// Board is the hardware map's entry; Emulate selects the emulator.
-	Board hil.Board
+	// Spec is the board's hardware map entry; Spec.Emulate selects the
+	// emulator.
+	Spec hil.BoardSpec
 	// RunDir receives boards/<name>.log and, for emulators, their flash.
 	RunDir string
 	// Cloud is where an emulated board's firmware connects.
@@ -61,36 +68,32 @@ type Options struct {
 	Log io.Writer
 }
 
-type emulator interface {
-	PortPath() string
-	CutPowerAt(point string)
-	PowerCycle()
-	Close() error
-}
-
-type driver interface {
-	WaitBoot(ctx context.Context) error
-	Reset(ctx context.Context) error
-	WaitOnline(ctx context.Context) (string, error)
-}
-
-// Board is an open board.
+// Board is an open board: a hardware map entry (hil.BoardSpec) brought
+// up, with its emulator started when the entry says emulate, its serial
+// port and console open, and its kind's Driver on the console. Open
+// returns one; Close releases it all.
 type Board struct {
 	Name, Kind string
 	Console    *hil.Console
 
-	entry hil.Board
-	emu   emulator
-	drv   driver
-	esp   *esp32.Driver
-	nrf   *nrf.Driver
-	cc    *cc3220.Driver
+	spec hil.BoardSpec
+	kind Kind
+	emu  Emulator
+	drv  Driver
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Open starts the emulator (when the entry says emulate) and opens the
-// board's serial port and console.
+// board's serial port and console, and its kind's driver.
 func Open(ctx context.Context, o Options) (*Board, error) {
-	b := &Board{Name: o.Board.Name, Kind: o.Board.Kind, entry: o.Board}
+	k, err := Lookup(o.Spec.Kind)
+	if err != nil {
+		return nil, fmt.Errorf("board %s: %w", o.Spec.Name, err)
+	}
+	spec := k.defaults(o.Spec)
+	b := &Board{Name: spec.Name, Kind: k.Name, spec: spec, kind: k}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -99,29 +102,32 @@ func Open(ctx context.Context, o Options) (*Board, error) {
 		o.Redactor = hil.NewRedactor()
 	}
 	var po hil.PortOptions
-	if o.Board.Emulate {
-		flash := filepath.Join(o.RunDir, "boards", o.Board.Name+".flash")
+	if spec.Emulate {
+		if k.Emulate == nil {
+			return nil, fmt.Errorf("board %s: %w: %s", spec.Name, ErrNoEmulator, k.Name)
+		}
+		flash := filepath.Join(o.RunDir, "boards", spec.Name+".flash")
 		if err := os.MkdirAll(filepath.Dir(flash), 0o700); err != nil {
 			return nil, err
 		}
 		if o.Flash != nil {
 			if err := os.WriteFile(flash, o.Flash, 0o600); err != nil {
-				return nil, fmt.Errorf("boards: flashing %s: %w", o.Board.Name, err)
+				return nil, fmt.Errorf("boards: flashing %s: %w", spec.Name, err)
 			}
 		}
-		emu, err := startEmulator(ctx, o, flash)
+		emu, err := k.Emulate(ctx, EmulatorOptions{Name: spec.Name, FlashPath: flash, Cloud: o.Cloud, Now: o.Now, Log: o.Log,
+			DeviceID: o.DeviceID, Project: o.Project, Factory: o.Factory, UDID: o.UDID, KeyFile: o.KeyFile})
 		if err != nil {
-			return nil, fmt.Errorf("boards: emulator of %s: %w", o.Board.Name, err)
+			return nil, fmt.Errorf("boards: emulator of %s: %w", spec.Name, err)
 		}
 		b.emu = emu
-		po = hil.PortOptions{Board: o.Board.Name, Resolve: hil.PathResolver(emu.PortPath()), Baud: hil.DefaultBaud}
+		po = hil.PortOptions{Board: spec.Name, Resolve: hil.PathResolver(emu.PortPath()), Baud: hil.DefaultBaud}
 	} else {
-		var err error
-		if po, err = o.Board.PortOptions(); err != nil {
+		if po, err = spec.PortOptions(); err != nil {
 			return nil, err
 		}
 		if o.Flash != nil {
-			return nil, fmt.Errorf("boards: %s is a real board: flash it with its flash command (hardware map 'flash')", o.Board.Name)
+			return nil, fmt.Errorf("boards: %s is a real board: flash it with its flash command (hardware map 'flash')", spec.Name)
 		}
 	}
 	port, err := hil.OpenPort(ctx, po)
@@ -129,49 +135,33 @@ func Open(ctx context.Context, o Options) (*Board, error) {
 		b.closeEmu()
 		return nil, err
 	}
-	c, err := hil.NewConsole(port, hil.ConsoleOptions{Name: o.Board.Name, RunDir: o.RunDir, Redactor: o.Redactor})
+	c, err := hil.NewConsole(port, hil.ConsoleOptions{Name: spec.Name, RunDir: o.RunDir, Redactor: o.Redactor})
 	if err != nil {
 		_ = port.Close()
 		b.closeEmu()
 		return nil, err
 	}
 	b.Console = c
-	switch o.Board.Kind {
-	case hil.KindESP32:
-		b.esp = esp32.NewDriver(c, port)
-		b.esp.UseRedactor(o.Redactor)
-		b.drv = b.esp
-	case hil.KindNRF:
-		b.nrf = nrf.NewDriver(c, port)
-		b.nrf.UseRedactor(o.Redactor)
-		b.drv = b.nrf
-	case hil.KindCC3220:
-		b.cc = cc3220.NewDriver(c, port)
-		b.drv = b.cc
-	default:
+	if b.drv, err = k.Open(c, port, o.Redactor); err != nil {
 		_ = b.Close()
-		return nil, fmt.Errorf("boards: unknown board kind %q", o.Board.Kind)
+		return nil, fmt.Errorf("boards: driver of %s: %w", spec.Name, err)
 	}
 	return b, nil
 }
 
-func startEmulator(ctx context.Context, o Options, flash string) (emulator, error) {
-	switch o.Board.Kind {
-	case hil.KindESP32:
-		return esp32.StartEmulator(ctx, esp32.EmulatorOptions{Name: o.Board.Name, FlashPath: flash, Now: o.Now, Log: o.Log,
-			Cloud: esp32.Endpoints(o.Cloud), DeviceID: o.DeviceID, Project: o.Project, Factory: esp32.Credentials(o.Factory)})
-	case hil.KindNRF:
-		return nrf.StartEmulator(ctx, nrf.EmulatorOptions{Name: o.Board.Name, FlashPath: flash, Now: o.Now, Log: o.Log,
-			Cloud: nrf.Endpoints(o.Cloud)})
-	case hil.KindCC3220:
-		return cc3220.StartEmulator(ctx, cc3220.EmulatorOptions{Name: o.Board.Name, FlashPath: flash, Now: o.Now, Log: o.Log,
-			Cloud: cc3220.Endpoints(o.Cloud), UDID: o.UDID, KeyFile: o.KeyFile})
-	}
-	return nil, fmt.Errorf("unknown board kind %q", o.Board.Kind)
-}
-
 // Emulated reports whether the board is played by an emulator.
 func (b *Board) Emulated() bool { return b.emu != nil }
+
+// Spec is the board's hardware map entry, with its kind's defaults.
+func (b *Board) Spec() hil.BoardSpec { return b.spec }
+
+// Driver is the board's kind's driver, for what only that kind can do
+// (a type assertion to the kind's driver type).
+func (b *Board) Driver() Driver { return b.drv }
+
+// SelfProvisioning reports whether the board makes its own credentials
+// (Provision then takes none).
+func (b *Board) SelfProvisioning() bool { return b.kind.SelfProvisioning }
 
 // WaitBoot waits for the boot banner or prompt.
 func (b *Board) WaitBoot(ctx context.Context) error { return b.drv.WaitBoot(ctx) }
@@ -179,26 +169,19 @@ func (b *Board) WaitBoot(ctx context.Context) error { return b.drv.WaitBoot(ctx)
 // WaitOnline waits for the firmware's "connected" line and returns it.
 func (b *Board) WaitOnline(ctx context.Context) (string, error) { return b.drv.WaitOnline(ctx) }
 
-// Provision installs credentials the board's own way: ESP32 console NVS
-// commands or Golioth settings, nRF settings or mcumgr file upload; the
-// CC3220 provisions itself over HTTPS (its credentials are ignored).
+// Provision installs credentials the board's kind's own way (see the
+// kind's driver: ESP32 console NVS commands or Golioth settings, nRF
+// settings or mcumgr file upload; a CC3220 provisions itself).
 func (b *Board) Provision(ctx context.Context, cr Credentials) error {
-	switch {
-	case b.esp != nil:
-		return b.esp.Provision(ctx, esp32.Credentials(cr))
-	case b.nrf != nil:
-		return b.nrf.Provision(ctx, nrf.Credentials(cr))
-	default:
-		return b.cc.Provision(ctx, cc3220.Credentials(cr))
-	}
+	return b.drv.Provision(ctx, cr)
 }
 
 // Reset resets the board: a real board the way its hardware map says
-// (DTR/RTS, console command, power), an emulated one with its console
-// command.
+// (DTR/RTS, console command, power; the kind's default when it says
+// nothing), an emulated one with its console command.
 func (b *Board) Reset(ctx context.Context) error {
 	if b.emu == nil {
-		return hil.ResetBoard(ctx, b.entry, b.Console)
+		return hil.ResetBoard(ctx, b.spec, b.Console)
 	}
 	return b.drv.Reset(ctx)
 }
@@ -207,7 +190,7 @@ func (b *Board) Reset(ctx context.Context) error {
 // a real board runs its hardware map power command.
 func (b *Board) PowerCycle(ctx context.Context) error {
 	if b.emu == nil {
-		return hil.PowerCycle(ctx, b.entry, b.Console)
+		return hil.PowerCycle(ctx, b.spec, b.Console)
 	}
 	b.Console.Note("power cycle")
 	b.emu.PowerCycle()
@@ -215,31 +198,46 @@ func (b *Board) PowerCycle(ctx context.Context) error {
 }
 
 // CutPowerAt makes the emulated board lose power at its next flash write
-// matching point ("set:<key>", "any").
+// matching point ("set:<key>", "any"). A real board is ErrNotEmulated, an
+// emulator that cannot ErrUnsupported.
 func (b *Board) CutPowerAt(point string) error {
 	if b.emu == nil {
 		return fmt.Errorf("%w: %s is a real board", ErrNotEmulated, b.Name)
 	}
+	pc, ok := b.emu.(PowerCutter)
+	if !ok {
+		return fmt.Errorf("%w: the %s emulator has no power cuts", ErrUnsupported, b.Kind)
+	}
 	b.Console.Note("power cut armed at %s", point)
-	b.emu.CutPowerAt(point)
+	pc.CutPowerAt(point)
 	return nil
 }
 
-// UDID and PublicKey read a CC3220's pre-burned identity over its console.
-func (b *Board) UDID(ctx context.Context) (string, error) {
-	if b.cc == nil {
-		return "", fmt.Errorf("boards: %s is a %s: only a cc3220 has a UDID", b.Name, b.Kind)
+func (b *Board) identifier() (Identifier, error) {
+	id, ok := b.drv.(Identifier)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is a %s: it has no pre-burned identity", ErrUnsupported, b.Name, b.Kind)
 	}
-	return b.cc.UDID(ctx)
+	return id, nil
 }
 
-// PublicKey returns the CC3220's pre-burned public key, PEM-encoded
+// UDID reads a board's pre-burned unique device id over its console.
+func (b *Board) UDID(ctx context.Context) (string, error) {
+	id, err := b.identifier()
+	if err != nil {
+		return "", err
+	}
+	return id.UDID(ctx)
+}
+
+// PublicKey returns the board's pre-burned public key, PEM-encoded
 // (what `credloop device allow --pubkey` takes).
 func (b *Board) PublicKey(ctx context.Context) ([]byte, error) {
-	if b.cc == nil {
-		return nil, fmt.Errorf("boards: %s is a %s: only a cc3220 has a pre-burned key", b.Name, b.Kind)
+	id, err := b.identifier()
+	if err != nil {
+		return nil, err
 	}
-	der, err := b.cc.PublicKey(ctx)
+	der, err := id.PublicKey(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -253,15 +251,19 @@ func (b *Board) closeEmu() error {
 	return b.emu.Close()
 }
 
-// Close closes the console (and port) and stops the emulator.
+// Close closes the driver, the console (and port) and stops the
+// emulator. It may be called again.
 func (b *Board) Close() error {
-	var errs []error
-	if b.nrf != nil {
-		errs = append(errs, b.nrf.Close())
-	}
-	if b.Console != nil {
-		errs = append(errs, b.Console.Close())
-	}
-	errs = append(errs, b.closeEmu())
-	return errors.Join(errs...)
+	b.closeOnce.Do(func() {
+		var errs []error
+		if b.drv != nil {
+			errs = append(errs, b.drv.Close())
+		}
+		if b.Console != nil {
+			errs = append(errs, b.Console.Close())
+		}
+		errs = append(errs, b.closeEmu())
+		b.closeErr = errors.Join(errs...)
+	})
+	return b.closeErr
 }

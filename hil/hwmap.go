@@ -1,6 +1,8 @@
 // Package hil is the hardware-in-the-loop layer: the hardware map of a test
-// bench, serial ports that survive re-enumeration, consoles with expect and
-// per-board logs, secret redaction, and reset sequences.
+// bench, serial ports that survive re-enumeration, the pseudo-terminals
+// emulated boards sit behind, consoles with expect and per-board logs,
+// secret redaction, and reset sequences. It knows kinds of board only by
+// name; package boards knows what they are.
 package hil
 
 import (
@@ -15,13 +17,6 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
-)
-
-// Board kinds.
-const (
-	KindESP32  = "esp32"
-	KindNRF    = "nrf"
-	KindCC3220 = "cc3220"
 )
 
 // DefaultBaud is the console speed when a board does not set one.
@@ -40,13 +35,17 @@ var (
 	ErrNoFlash      = errors.New("hil: board has no flash command")
 )
 
-// Board is one entry of the hardware map, in the spirit of Zephyr
-// Twister's map.yml. A real board is found by its port, or by the USB
-// identity of its adapter (serial_number and/or location), which survives
-// re-enumeration; an emulated board needs neither.
-type Board struct {
+// BoardSpec is one entry of the hardware map, in the spirit of Zephyr
+// Twister's map.yml: where a board of the test bench is and how to reset,
+// power-cycle and flash it. It describes a board; package boards opens
+// one. A real board is found by its port, or by the USB identity of its
+// adapter (serial_number and/or location), which survives re-enumeration;
+// an emulated board needs neither.
+type BoardSpec struct {
 	Name string `yaml:"name"`
-	Kind string `yaml:"kind"` // KindESP32, KindNRF or KindCC3220
+	// Kind names the board's kind ("esp32", "nrf", ...). The map checks
+	// only its spelling; package boards knows the kinds (boards.LoadMap).
+	Kind string `yaml:"kind"`
 	// Port is the device path, such as /dev/ttyUSB0.
 	Port string `yaml:"port,omitempty"`
 	// SerialNumber is the USB adapter's serial number string.
@@ -57,7 +56,8 @@ type Board struct {
 	// Baud is the console speed; DefaultBaud when not set.
 	Baud int `yaml:"baud,omitempty"`
 	// Reset is an esptool-style DTR/RTS sequence, "console:<command>" or
-	// "power"; empty means the kind's default (see ResetPlan).
+	// "power"; empty means none, unless the board's kind gives a default
+	// (boards.LoadMap fills it in).
 	Reset string `yaml:"reset,omitempty"`
 	// Power is a command that power-cycles the board, e.g.
 	// "uhubctl -l 1-1 -p 2 -a cycle".
@@ -76,24 +76,13 @@ type Board struct {
 	Line int `yaml:"-"`
 }
 
-// ResetPlan returns how to reset the board: its Reset setting, or else
-// the kind's default: esp32 HardReset, nrf "console:kernel reboot cold"
-// (as the Golioth HIL does), cc3220 its power command if it has one.
-func (b Board) ResetPlan() (Reset, error) {
-	if b.Reset != "" {
-		return ParseReset(b.Reset)
+// ResetPlan returns how to reset the board, from its Reset setting; a
+// zero Reset when it has none.
+func (b BoardSpec) ResetPlan() (Reset, error) {
+	if b.Reset == "" {
+		return Reset{}, nil
 	}
-	switch b.Kind {
-	case KindESP32:
-		return ParseReset(HardReset)
-	case KindNRF:
-		return Reset{Method: ResetConsole, Command: "kernel reboot cold"}, nil
-	case KindCC3220:
-		if b.Power != "" {
-			return Reset{Method: ResetPower}, nil
-		}
-	}
-	return Reset{}, nil
+	return ParseReset(b.Reset)
 }
 
 var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
@@ -103,7 +92,7 @@ var flashVars = []string{"{port}", "{image}", "{offset}", "{baud}"}
 // FlashCommand expands the board's flash template into an argument list:
 // the template is split at spaces (there is no quoting) and {port},
 // {image}, {offset} and {baud} are replaced in each argument.
-func (b Board) FlashCommand(port, image, offset string) ([]string, error) {
+func (b BoardSpec) FlashCommand(port, image, offset string) ([]string, error) {
 	if strings.TrimSpace(b.Flash) == "" {
 		return nil, fmt.Errorf("%w: %s", ErrNoFlash, b.Name)
 	}
@@ -136,11 +125,11 @@ func checkTemplate(s string) error {
 
 // Map is a hardware map: the boards of one test bench.
 type Map struct {
-	Boards []Board
+	Boards []BoardSpec
 }
 
 // Board returns the board called name.
-func (m *Map) Board(name string) (Board, error) {
+func (m *Map) Board(name string) (BoardSpec, error) {
 	names := make([]string, 0, len(m.Boards))
 	for _, b := range m.Boards {
 		if b.Name == name {
@@ -149,9 +138,9 @@ func (m *Map) Board(name string) (Board, error) {
 		names = append(names, b.Name)
 	}
 	if len(names) == 0 {
-		return Board{}, fmt.Errorf("%w %q: the hardware map is empty", ErrUnknownBoard, name)
+		return BoardSpec{}, fmt.Errorf("%w %q: the hardware map is empty", ErrUnknownBoard, name)
 	}
-	return Board{}, fmt.Errorf("%w %q (the map has %s)", ErrUnknownBoard, name, strings.Join(names, ", "))
+	return BoardSpec{}, fmt.Errorf("%w %q (the map has %s)", ErrUnknownBoard, name, strings.Join(names, ", "))
 }
 
 // FieldError is one problem in a hardware map.
@@ -271,8 +260,8 @@ var boardFields = []string{"name", "kind", "port", "serial_number", "location", 
 // parseBoard reads one board's fields; lines maps each field present (and
 // "" for the board itself) to its line, and "!field" marks a field that
 // could not be read.
-func parseBoard(n *yaml.Node, pos int) (Board, map[string]int, []error) {
-	b := Board{Line: n.Line}
+func parseBoard(n *yaml.Node, pos int) (BoardSpec, map[string]int, []error) {
+	b := BoardSpec{Line: n.Line}
 	lines := map[string]int{"": n.Line}
 	label := "#" + strconv.Itoa(pos)
 	if n.Kind != yaml.MappingNode {
@@ -370,6 +359,7 @@ func stringList(v *yaml.Node) ([]string, error) {
 
 var (
 	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	kindRE     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 	locationRE = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*(:[0-9]+\.[0-9]+)?$`)
 )
 
@@ -379,7 +369,7 @@ func hasControl(s string) bool {
 
 // validate checks the boards and fills in defaults. lines[i] gives the
 // line of each field of board i (may be nil).
-func validate(boards []Board, lines []map[string]int) []error {
+func validate(boards []BoardSpec, lines []map[string]int) []error {
 	var errs []error
 	seen := map[string]int{} // name -> index
 	for i := range boards {
@@ -427,16 +417,11 @@ func validate(boards []Board, lines []map[string]int) []error {
 				seen[b.Name] = i
 			}
 		}
-		switch b.Kind {
-		case KindESP32, KindNRF, KindCC3220:
-		case "":
-			if _, has := l["kind"]; !has {
-				fail("kind", fmt.Errorf("%w (esp32, nrf or cc3220)", ErrMissingField))
-				break
-			}
-			fallthrough
-		default:
-			fail("kind", fmt.Errorf("%w: %q (want esp32, nrf or cc3220)", ErrInvalidValue, b.Kind))
+		switch _, has := l["kind"]; {
+		case b.Kind == "" && !has:
+			fail("kind", fmt.Errorf("%w (such as esp32 or nrf)", ErrMissingField))
+		case !kindRE.MatchString(b.Kind):
+			fail("kind", fmt.Errorf("%w: %q (a kind is lower-case letters and digits, such as esp32)", ErrInvalidValue, b.Kind))
 		}
 		strs := []struct{ field, v string }{
 			{"port", b.Port}, {"serial_number", b.SerialNumber}, {"location", b.Location},
@@ -524,7 +509,7 @@ func WriteMap(w io.Writer, m *Map) error {
 	enc.SetIndent(2)
 	boards := c.Boards
 	if boards == nil {
-		boards = []Board{}
+		boards = []BoardSpec{}
 	}
 	if err := enc.Encode(boards); err != nil {
 		return fmt.Errorf("hil: writing hardware map: %w", err)

@@ -38,12 +38,12 @@ func TestParseMapValid(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Board{
-		{Name: "esp32-a", Kind: KindESP32, Port: "/dev/ttyUSB0", Baud: DefaultBaud, Reset: "D0|R1|W0.1|D1|R0|W0.5|D0",
+	want := []BoardSpec{
+		{Name: "esp32-a", Kind: "esp32", Port: "/dev/ttyUSB0", Baud: DefaultBaud, Reset: "D0|R1|W0.1|D1|R0|W0.5|D0",
 			Flash: "esptool.py --chip esp32 --port {port} --baud {baud} write_flash {offset} {image}", Fixtures: []string{"wifi", "nvs"}, Line: 2},
-		{Name: "nrf-1", Kind: KindNRF, SerialNumber: "001050012345", Location: "1-1.2", Baud: 1000000, Reset: "console:kernel reboot cold", Line: 8},
-		{Name: "cc-1", Kind: KindCC3220, Location: "1-1.3:1.0", Baud: DefaultBaud, Reset: "power", Power: "uhubctl -l 1-1 -p 3 -a cycle", Line: 14},
-		{Name: "nrf-emu", Kind: KindNRF, Baud: DefaultBaud, Emulate: true, Line: 19},
+		{Name: "nrf-1", Kind: "nrf", SerialNumber: "001050012345", Location: "1-1.2", Baud: 1000000, Reset: "console:kernel reboot cold", Line: 8},
+		{Name: "cc-1", Kind: "cc3220", Location: "1-1.3:1.0", Baud: DefaultBaud, Reset: "power", Power: "uhubctl -l 1-1 -p 3 -a cycle", Line: 14},
+		{Name: "nrf-emu", Kind: "nrf", Baud: DefaultBaud, Emulate: true, Line: 19},
 	}
 	if !reflect.DeepEqual(m.Boards, want) {
 		t.Fatalf("boards:\n%+v\nwant\n%+v", m.Boards, want)
@@ -92,7 +92,7 @@ func TestParseMapErrors(t *testing.T) {
 		{"bad name", "- name: a b\n  kind: nrf\n  emulate: true\n", ErrInvalidValue, "a b", "name", 1},
 		{"duplicate names", "- name: a\n  kind: nrf\n  emulate: true\n- name: a\n  kind: esp32\n  emulate: true\n", ErrDuplicate, "a", "name", 4},
 		{"missing kind", "- name: a\n  emulate: true\n", ErrMissingField, "a", "kind", 1},
-		{"unknown kind", "- name: a\n  kind: stm32\n  emulate: true\n", ErrInvalidValue, "a", "kind", 2},
+		{"misspelt kind", "- name: a\n  kind: STM 32\n  emulate: true\n", ErrInvalidValue, "a", "kind", 2},
 		{"no identity", "- name: a\n  kind: nrf\n", ErrMissingField, "a", "port", 1},
 		{"port and serial", "- name: a\n  kind: nrf\n  port: /dev/ttyACM0\n  serial_number: X\n", ErrConflict, "a", "port", 3},
 		{"bad location", "- name: a\n  kind: nrf\n  location: usb1\n", ErrInvalidValue, "a", "location", 3},
@@ -133,7 +133,7 @@ func TestParseMapErrors(t *testing.T) {
 }
 
 func TestParseMapReportsEverything(t *testing.T) {
-	in := "- name: a\n  kind: pic\n  port: /dev/x\n  colour: red\n- name: a\n  kind: nrf\n"
+	in := "- name: a\n  kind: PIC\n  port: /dev/x\n  colour: red\n- name: a\n  kind: nrf\n"
 	_, err := ParseMap([]byte(in))
 	msg := err.Error()
 	for _, want := range []string{
@@ -194,15 +194,15 @@ func TestWriteMap(t *testing.T) {
 	// A board built in code gets the default baud; an invalid map is
 	// not written.
 	buf.Reset()
-	if err := WriteMap(&buf, &Map{Boards: []Board{{Name: "e", Kind: KindESP32, Emulate: true}}}); err != nil {
+	if err := WriteMap(&buf, &Map{Boards: []BoardSpec{{Name: "e", Kind: "esp32", Emulate: true}}}); err != nil {
 		t.Fatal(err)
 	}
 	if want := "- name: e\n  kind: esp32\n  baud: 115200\n  emulate: true\n"; buf.String() != want {
 		t.Fatalf("got %q, want %q", buf.String(), want)
 	}
-	err = WriteMap(&buf, &Map{Boards: []Board{{Name: "e", Kind: "x", Emulate: true}}})
+	err = WriteMap(&buf, &Map{Boards: []BoardSpec{{Name: "e", Kind: "ESP 32", Emulate: true}}})
 	var fe *FieldError
-	if !errors.As(err, &fe) || fe.Field != "kind" || fe.Error() != `hardware map: board e: kind: invalid value: "x" (want esp32, nrf or cc3220)` {
+	if !errors.As(err, &fe) || fe.Field != "kind" || fe.Error() != `hardware map: board e: kind: invalid value: "ESP 32" (a kind is lower-case letters and digits, such as esp32)` {
 		t.Fatalf("invalid map: %v", err)
 	}
 	buf.Reset()
@@ -214,48 +214,19 @@ func TestWriteMap(t *testing.T) {
 func TestResetPlan(t *testing.T) {
 	hard, _ := ParseResetSequence(HardReset)
 	tests := []struct {
-		b    Board
+		b    BoardSpec
 		want Reset
 	}{
-		{Board{Kind: KindESP32}, Reset{Method: ResetLines, Steps: hard}},
-		{Board{Kind: KindNRF}, Reset{Method: ResetConsole, Command: "kernel reboot cold"}},
-		{Board{Kind: KindCC3220}, Reset{}},
-		{Board{Kind: KindCC3220, Power: "relay off-on"}, Reset{Method: ResetPower}},
-		{Board{Kind: KindNRF, Reset: "console: reboot"}, Reset{Method: ResetConsole, Command: "reboot"}},
-		{Board{Kind: KindESP32, Reset: "R1|R0"}, Reset{Method: ResetLines, Steps: []Step{{Kind: StepRTS, RTS: true}, {Kind: StepRTS}}}},
+		{BoardSpec{Kind: "esp32", Reset: HardReset}, Reset{Method: ResetLines, Steps: hard}},
+		{BoardSpec{Kind: "nrf"}, Reset{}}, // the kind's default is boards.LoadMap's business
+		{BoardSpec{Kind: "cc3220", Power: "relay off-on", Reset: "power"}, Reset{Method: ResetPower}},
+		{BoardSpec{Kind: "nrf", Reset: "console: reboot"}, Reset{Method: ResetConsole, Command: "reboot"}},
+		{BoardSpec{Kind: "esp32", Reset: "R1|R0"}, Reset{Method: ResetLines, Steps: []Step{{Kind: StepRTS, RTS: true}, {Kind: StepRTS}}}},
 	}
 	for _, tt := range tests {
 		got, err := tt.b.ResetPlan()
 		if err != nil || !reflect.DeepEqual(got, tt.want) {
 			t.Errorf("%+v.ResetPlan() = %+v, %v; want %+v", tt.b, got, err, tt.want)
 		}
-	}
-}
-
-func TestGuessKind(t *testing.T) {
-	tests := []struct{ vid, pid, kind string }{
-		{"303A", "1001", KindESP32},
-		{"303a", "0002", KindESP32},
-		{"10C4", "EA60", KindESP32},
-		{"0x10c4", "0xea60", KindESP32},
-		{"10C4", "EA70", ""}, // CP2105: not in the table
-		{"1A86", "7523", KindESP32},
-		{"1366", "1015", KindNRF},
-		{"1366", "0105", KindNRF},
-		{"451", "bef3", KindCC3220},
-		{"0451", "BEF4", ""},
-		{"0403", "6001", ""},
-		{"zz", "1", ""},
-		{"", "", ""},
-		{"12345", "1", ""},
-	}
-	for _, tt := range tests {
-		kind, why := GuessKind(tt.vid, tt.pid)
-		if kind != tt.kind || why == "" {
-			t.Errorf("GuessKind(%q, %q) = %q, %q; want %q", tt.vid, tt.pid, kind, why, tt.kind)
-		}
-	}
-	if _, why := GuessKind("1366", "1015"); !strings.Contains(why, "J-Link") {
-		t.Errorf("why = %q", why)
 	}
 }

@@ -270,7 +270,7 @@ type PortOptions struct {
 // path, or by USB serial number and location. An emulated board has no
 // port of its own: its emulator gives the pseudo-terminal's path (use
 // PathResolver).
-func (b Board) PortOptions() (PortOptions, error) {
+func (b BoardSpec) PortOptions() (PortOptions, error) {
 	opts := PortOptions{Board: b.Name, Baud: b.Baud}
 	switch {
 	case b.Emulate:

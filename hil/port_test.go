@@ -47,17 +47,17 @@ func TestMatchUSB(t *testing.T) {
 
 func TestBoardPortOptions(t *testing.T) {
 	ctx := context.Background()
-	o, err := Board{Name: "a", Kind: KindESP32, Port: "/dev/ttyUSB3", Baud: 460800}.PortOptions()
+	o, err := BoardSpec{Name: "a", Kind: "esp32", Port: "/dev/ttyUSB3", Baud: 460800}.PortOptions()
 	if err != nil || o.Board != "a" || o.Baud != 460800 {
 		t.Fatalf("%+v %v", o, err)
 	}
 	if p, err := o.Resolve(ctx); p != "/dev/ttyUSB3" || err != nil {
 		t.Errorf("resolve: %q %v", p, err)
 	}
-	if o, err := (Board{Name: "b", SerialNumber: "x"}).PortOptions(); err != nil || o.Resolve == nil {
+	if o, err := (BoardSpec{Name: "b", SerialNumber: "x"}).PortOptions(); err != nil || o.Resolve == nil {
 		t.Errorf("usb: %v", err)
 	}
-	for _, b := range []Board{{Name: "e", Emulate: true}, {Name: "n"}} {
+	for _, b := range []BoardSpec{{Name: "e", Emulate: true}, {Name: "n"}} {
 		if _, err := b.PortOptions(); !errors.Is(err, ErrPortNotFound) {
 			t.Errorf("%+v: %v", b, err)
 		}

@@ -19,9 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	"go.bug.st/serial"
-	"golang.org/x/sys/unix"
 )
 
 // The tests below play the board on the master side of a pseudo-terminal
@@ -48,26 +46,11 @@ type ptyBoard struct {
 
 func newPtyBoard(t *testing.T) *ptyBoard {
 	t.Helper()
-	m, s, err := pty.Open()
+	p, err := OpenPTY(0)
 	if err != nil {
 		t.Fatalf("pty: %v", err)
 	}
-	// Raw mode before anyone writes, as an emulator does: no echo, no
-	// \r to \n translation.
-	tio, err := unix.IoctlGetTermios(int(s.Fd()), unix.TCGETS)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	tio.Oflag &^= unix.OPOST
-	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	tio.Cflag &^= unix.CSIZE | unix.PARENB
-	tio.Cflag |= unix.CS8
-	tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(int(s.Fd()), unix.TCSETS, tio); err != nil {
-		t.Fatal(err)
-	}
-	b := &ptyBoard{t: t, master: m, slave: s, path: s.Name()}
+	b := &ptyBoard{t: t, master: p.Master, slave: p.Slave, path: p.Path()}
 	t.Cleanup(b.unplug)
 	return b
 }

@@ -99,7 +99,6 @@ func TestParseResetSequenceErrors(t *testing.T) {
 type lineRecorder struct {
 	events []string
 	failOn string // an event that returns an error
-	both   bool   // implements SetDTRAndRTS through bothRecorder
 }
 
 func (r *lineRecorder) record(e string) error {

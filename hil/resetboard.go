@@ -15,7 +15,7 @@ var ErrNoReset = errors.New("hil: the hardware map gives this board no way to re
 // serial port's DTR/RTS lines with an esptool-style sequence, by typing a
 // console command, or by running its power command (through sh -c, so a
 // uhubctl or relay command line works as written).
-func ResetBoard(ctx context.Context, b Board, c *Console) error {
+func ResetBoard(ctx context.Context, b BoardSpec, c *Console) error {
 	plan, err := b.ResetPlan()
 	if err != nil {
 		return err
@@ -33,7 +33,7 @@ func ResetBoard(ctx context.Context, b Board, c *Console) error {
 }
 
 // PowerCycle runs the board's power command.
-func PowerCycle(ctx context.Context, b Board, c *Console) error {
+func PowerCycle(ctx context.Context, b BoardSpec, c *Console) error {
 	cmd := strings.TrimSpace(b.Power)
 	if cmd == "" {
 		return fmt.Errorf("hil: board %s has no power command in the hardware map", b.Name)

@@ -9,7 +9,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/credloop/credloop/hil"
+	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/internal/cli"
 	"github.com/credloop/credloop/internal/scenario"
 )
@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 func TestScenarios(t *testing.T) {
 	var o scenario.Options
 	if f := os.Getenv("CREDLOOP_HARDWARE"); f != "" {
-		m, err := hil.LoadMap(f)
+		m, err := boards.LoadMap(f)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -35,9 +35,21 @@ type HTTPSProvisionOptions struct {
 	Timeout time.Duration
 }
 
+// RefusedError is the cloud refusing a provisioning request: its HTTP
+// status and the reason it gave.
+type RefusedError struct {
+	Status string // "403 Forbidden"
+	Reason string // the answer's "error", or its body
+}
+
+func (e *RefusedError) Error() string {
+	return fmt.Sprintf("sim: provision refused: %s: %s", e.Status, e.Reason)
+}
+
 // ProvisionHTTPS builds a CSR with the UDID in its subject, signed by the
 // pre-burned key, posts it to /v1/provision/csr and returns the issued
-// certificate chain (DER, leaf first).
+// certificate chain (DER, leaf first). A refusal by the cloud is a
+// *RefusedError.
 func ProvisionHTTPS(ctx context.Context, o HTTPSProvisionOptions) ([][]byte, error) {
 	if o.Key == nil || o.UDID == "" {
 		return nil, errors.New("sim: https provisioning needs a UDID and a key")
@@ -78,7 +90,7 @@ func ProvisionHTTPS(ctx context.Context, o HTTPSProvisionOptions) ([][]byte, err
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
 			msg = e.Error
 		}
-		return nil, fmt.Errorf("sim: provision refused: %s: %s", resp.Status, msg)
+		return nil, &RefusedError{Status: resp.Status, Reason: msg}
 	}
 	var chain [][]byte
 	for rest := body; ; {

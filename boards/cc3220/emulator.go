@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/sim"
 )
@@ -174,10 +175,11 @@ func StartEmulator(ctx context.Context, o EmulatorOptions) (*Emulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, slave, err := openRawPTY()
+	pt, err := hil.OpenPTY(hil.DefaultBaud)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("cc3220: %w", err)
 	}
+	master, slave := pt.Master, pt.Slave
 	e := &Emulator{
 		opts: o, id: id, flash: f, rand: o.Rand,
 		master: master, slave: slave, path: slave.Name(),

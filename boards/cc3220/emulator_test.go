@@ -256,7 +256,11 @@ func TestProvisionAllowlisted(t *testing.T) {
 	log := b.log.String()
 	sec1, _ := x509.MarshalECPrivateKey(key)
 	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
-	for _, der := range [][]byte{sec1, pkcs8, key.D.Bytes()} {
+	raw, err := key.Bytes() // the scalar alone
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, der := range [][]byte{sec1, pkcs8, raw} {
 		for _, form := range []string{hex.EncodeToString(der), base64.StdEncoding.EncodeToString(der)[8:40]} {
 			if strings.Contains(strings.ToLower(log), strings.ToLower(form)) {
 				t.Fatalf("the board log holds the private key")

@@ -236,11 +236,10 @@ func (e *Emulator) provision(ctx context.Context) bool {
 		return false
 	}
 	if err != nil {
-		msg := err.Error()
-		if reason, ok := strings.CutPrefix(msg, "sim: provision refused: "); ok {
-			e.printf("[PROV] Refused by the cloud: %s", reason)
+		if re := (*sim.RefusedError)(nil); errors.As(err, &re) {
+			e.printf("[PROV] Refused by the cloud: %s: %s", re.Status, re.Reason)
 		} else {
-			e.printf("[PROV] Provisioning failed: %s", strings.TrimPrefix(msg, "sim: "))
+			e.printf("[PROV] Provisioning failed: %s", strings.TrimPrefix(err.Error(), "sim: "))
 		}
 		return false
 	}

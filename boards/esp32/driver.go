@@ -157,9 +157,31 @@ func (d *Driver) command(ctx context.Context, what, line string, ok string) erro
 		return d.commandError(what, err)
 	}
 	if n := len(m.Groups); n >= 2 && (m.Groups[n-2] != "" || m.Groups[n-1] != "") {
-		return fmt.Errorf("%w: %s: %s", ErrCommand, what, strings.TrimSpace(m.Groups[n-2]+m.Groups[n-1]))
+		return &CommandError{Command: what, Message: strings.TrimSpace(m.Groups[n-2] + m.Groups[n-1])}
 	}
 	return nil
+}
+
+// CommandError is a console command the firmware refused: an ESP-IDF
+// error it logged (ESP_ERR_NVS_NOT_FOUND, ...) or the console's own
+// complaint. It matches ErrCommand.
+type CommandError struct {
+	Command string // the command's name, never a secret
+	Message string // the error name or the console's line
+}
+
+func (e *CommandError) Error() string {
+	return fmt.Sprintf("%v: %s: %s", ErrCommand, e.Command, e.Message)
+}
+
+// Is makes a CommandError match ErrCommand.
+func (e *CommandError) Is(target error) bool { return target == ErrCommand }
+
+// IsESPError reports whether err is a CommandError for the ESP-IDF error
+// name (e.g. "ESP_ERR_NVS_NOT_FOUND").
+func IsESPError(err error, name string) bool {
+	var ce *CommandError
+	return errors.As(err, &ce) && ce.Message == name
 }
 
 func (d *Driver) commandError(what string, err error) error {
@@ -247,7 +269,7 @@ func (d *Driver) Provision(ctx context.Context, cr Credentials) error {
 		}
 		// A new certificate starts unconfirmed; a missing mark is fine.
 		err = d.command(ctx, "nvs_erase "+devicemodel.KeyRotatedOK, "nvs_erase "+devicemodel.KeyRotatedOK, `Value with key '`+devicemodel.KeyRotatedOK+`' erased`)
-		if err != nil && !strings.Contains(err.Error(), "ESP_ERR_NVS_NOT_FOUND") {
+		if err != nil && !IsESPError(err, errNotFound) {
 			return err
 		}
 	}

@@ -16,8 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
 )
 
@@ -158,20 +157,11 @@ func StartEmulator(ctx context.Context, o EmulatorOptions) (*Emulator, error) {
 	}
 	e.fl = fl
 	e.sh = newShell(e.con, fl, e.infoLines)
-	ptm, pts, err := pty.Open()
+	pt, err := hil.OpenPTY(hil.DefaultBaud)
 	if err != nil {
-		return nil, fmt.Errorf("esp32: pty: %w", err)
+		return nil, fmt.Errorf("esp32: %w", err)
 	}
-	if err := makeRaw(pts); err != nil {
-		_ = ptm.Close()
-		_ = pts.Close()
-		return nil, fmt.Errorf("esp32: pty: %w", err)
-	}
-	if ptm, err = pollable(ptm); err != nil {
-		_ = pts.Close()
-		return nil, fmt.Errorf("esp32: pty: %w", err)
-	}
-	e.ptm, e.pts, e.path = ptm, pts, pts.Name()
+	e.ptm, e.pts, e.path = pt.Master, pt.Slave, pt.Path()
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.logf("board %s on %s, flash %s (%d bytes)", o.Name, e.path, o.FlashPath, fl.size())
 	if erased != nil {

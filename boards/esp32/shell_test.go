@@ -253,3 +253,27 @@ func TestCloseIdempotent(t *testing.T) {
 	e.PowerCycle() // after Close: returns at once
 	e.CutPowerAt("any")
 }
+
+// A command the firmware refuses is a *CommandError naming the ESP-IDF
+// error, matched by type rather than by its text.
+func TestCommandError(t *testing.T) {
+	ctx := testCtx(t)
+	b := startBoard(t, ctx, EmulatorOptions{})
+	if err := b.drv.WaitBoot(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.drv.command(ctx, "nvs_namespace certs", "nvs_namespace certs", `Namespace set to 'certs'`); err != nil {
+		t.Fatal(err)
+	}
+	err := b.drv.command(ctx, "nvs_erase nokey", "nvs_erase nokey", `Value with key 'nokey' erased`)
+	var ce *CommandError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrCommand) || ce.Command != "nvs_erase nokey" {
+		t.Fatalf("err = %v (%T)", err, err)
+	}
+	if !IsESPError(err, "ESP_ERR_NVS_NOT_FOUND") || IsESPError(err, "ESP_ERR_NVS_INVALID_NAME") || IsESPError(errors.New("ESP_ERR_NVS_NOT_FOUND"), "ESP_ERR_NVS_NOT_FOUND") {
+		t.Fatalf("IsESPError on %v", err)
+	}
+	if want := "esp32: command failed: nvs_erase nokey: ESP_ERR_NVS_NOT_FOUND"; err.Error() != want {
+		t.Fatalf("text = %q, want %q", err.Error(), want)
+	}
+}

@@ -13,10 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/creack/pty"
-	"golang.org/x/sys/unix"
-
 	"github.com/credloop/credloop/boards/nrf/smp"
+	"github.com/credloop/credloop/hil"
 	"github.com/credloop/credloop/internal/devicemodel"
 	"github.com/credloop/credloop/sim"
 )
@@ -191,62 +189,17 @@ func StartEmulator(ctx context.Context, o EmulatorOptions) (*Emulator, error) {
 	if err != nil {
 		return nil, err
 	}
-	master, tty, err := openPTY()
+	pt, err := hil.OpenPTY(hil.DefaultBaud)
 	if err != nil {
-		return nil, fmt.Errorf("nrf: pty: %w", err)
+		return nil, fmt.Errorf("nrf: %w", err)
 	}
+	master, tty := pt.Master, pt.Slave
 	e := newEmulator(o, fl, formatted, master, master.Close)
 	e.master, e.tty = master, tty
 	if err := e.start(ctx); err != nil {
 		return nil, err
 	}
 	return e, nil
-}
-
-// openPTY opens a pseudo-terminal in raw mode. The master is pollable, so
-// that closing it ends a pending Read or Write (pty.Open hands it out in
-// blocking mode).
-func openPTY() (master, tty *os.File, err error) {
-	m, tty, err := pty.Open()
-	if err != nil {
-		return nil, nil, err
-	}
-	fd, err := unix.Dup(int(m.Fd()))
-	if err == nil {
-		err = unix.SetNonblock(fd, true)
-		if err != nil {
-			_ = unix.Close(fd)
-		}
-	}
-	_ = m.Close()
-	if err == nil {
-		err = makeRaw(tty)
-		if err != nil {
-			_ = unix.Close(fd)
-		}
-	}
-	if err != nil {
-		_ = tty.Close()
-		return nil, nil, err
-	}
-	return os.NewFile(uintptr(fd), "/dev/ptmx"), tty, nil
-}
-
-// makeRaw puts the terminal in raw mode before anyone writes: no echo, no
-// line editing, no newline translation.
-func makeRaw(tty *os.File) error {
-	fd := int(tty.Fd())
-	tio, err := unix.IoctlGetTermios(fd, unix.TCGETS)
-	if err != nil {
-		return err
-	}
-	tio.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	tio.Oflag &^= unix.OPOST
-	tio.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	tio.Cflag &^= unix.CSIZE | unix.PARENB
-	tio.Cflag |= unix.CS8
-	tio.Cc[unix.VMIN], tio.Cc[unix.VTIME] = 1, 0
-	return unix.IoctlSetTermios(fd, unix.TCSETS, tio)
 }
 
 // newEmulator builds an emulator on the UART rw (the pty master, or a
@@ -597,11 +550,6 @@ func (e *Emulator) printf(format string, args ...any) {
 // errorf prints a command error, in red.
 func (e *Emulator) errorf(format string, args ...any) {
 	e.printf("\x1b[1;31m"+format+"\x1b[0m", args...)
-}
-
-// warnf prints a command warning, in yellow.
-func (e *Emulator) warnf(format string, args ...any) {
-	e.printf("\x1b[1;33m"+format+"\x1b[0m", args...)
 }
 
 // output is the UART's transmit side: a queue drained by one goroutine, so

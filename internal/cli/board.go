@@ -11,17 +11,19 @@ import (
 
 	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/cloud"
+	_ "github.com/credloop/credloop/boards/all" // every kind of board
 	"github.com/credloop/credloop/hil"
 )
 
 func init() {
 	register(command{name: "board", summary: "find boards on serial ports and write a hardware map", run: func(ctx context.Context, env *Env) error {
-		return subcommands(ctx, env, "board", boardUsage, map[string]func(context.Context, *Env) error{
+		return subcommands(ctx, env, "board", boardUsage+kindsHelp(), map[string]func(context.Context, *Env) error{
 			"list":      func(ctx context.Context, env *Env) error { return boardList(env, hil.ListPorts) },
 			"console":   boardConsole,
 			"reset":     boardReset,
 			"provision": boardProvision,
 			"flash":     boardFlash,
+			"emulate":   boardEmulate,
 		})
 	}})
 }
@@ -43,9 +45,11 @@ Subcommands:
   reset      reset a board the way the hardware map says
   provision  install the credentials the registry holds for a device
   flash      flash an image with the board's flash command template
+  emulate    run an emulated board on a pseudo-terminal until interrupted
 
-Boards with "emulate: true" exist only inside scenarios (credloop run),
-where credloop starts their emulators.
+Boards with "emulate: true" in a hardware map exist inside scenarios
+(credloop run), where credloop starts their emulators; 'board emulate'
+starts one on its own.
 
 Examples:
   credloop board list
@@ -54,7 +58,18 @@ Examples:
   credloop board reset --map hardware.yml nrf-1
   credloop board provision --map hardware.yml --dir ./lab nrf-1 --device acme/nrf-1
   credloop board flash --map hardware.yml esp32-1 nvs.bin --offset 0x9000
+  credloop board emulate nrf
 `
+
+// kindsHelp lists the registered kinds of board for a help text.
+func kindsHelp() string {
+	var b strings.Builder
+	b.WriteString("\nKinds:\n")
+	for _, k := range boards.Kinds() {
+		fmt.Fprintf(&b, "  %-8s %s\n", k.Name, k.Summary)
+	}
+	return b.String()
+}
 
 const boardProvisionUsage = `
 Usage: credloop board provision --map FILE NAME --device PROJECT/ID [--dir DIR]
@@ -107,40 +122,40 @@ Example:
 `
 
 // openMapBoard loads the map, finds a real board and opens its console.
-func openMapBoard(ctx context.Context, env *Env, usage string) (hil.Board, *hil.Console, error) {
+func openMapBoard(ctx context.Context, env *Env, usage string) (hil.BoardSpec, *hil.Console, error) {
 	fs := flagSet(env, "board", usage)
 	mapFile := fs.String("map", "", "hardware map `FILE` (YAML)")
 	logDir := fs.String("log-dir", ".", "write the board log under `DIR`/boards/")
 	args, err := parseArgs(fs, env.Args, "NAME")
 	if err != nil {
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	if *mapFile == "" {
-		return hil.Board{}, nil, usageErr("--map is required (write one with 'credloop board list --generate FILE')")
+		return hil.BoardSpec{}, nil, usageErr("--map is required (write one with 'credloop board list --generate FILE')")
 	}
-	m, err := hil.LoadMap(*mapFile)
+	m, err := boards.LoadMap(*mapFile)
 	if err != nil {
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	b, err := m.Board(args[0])
 	if err != nil {
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	if b.Emulate {
-		return hil.Board{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", b.Name)
+		return hil.BoardSpec{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run') or on their own ('credloop board emulate %s')", b.Name, b.Kind)
 	}
 	po, err := b.PortOptions()
 	if err != nil {
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	port, err := hil.OpenPort(ctx, po)
 	if err != nil {
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	c, err := hil.NewConsole(port, hil.ConsoleOptions{Name: b.Name, RunDir: *logDir})
 	if err != nil {
 		_ = port.Close()
-		return hil.Board{}, nil, err
+		return hil.BoardSpec{}, nil, err
 	}
 	return b, c, nil
 }
@@ -173,9 +188,7 @@ Usage: credloop board list [--generate FILE] [--json]
 
 Lists the serial ports of this machine with their USB vendor and product
 ids, serial number and bus location, and guesses the board kind from the ids
-(Espressif 303A, Silicon Labs CP210x 10C4:EA60 and WCH CH340 1A86:7523 →
-esp32; SEGGER J-Link 1366 → nrf; TI XDS110 0451:BEF3 → cc3220). --generate
-writes a hardware map with one board per recognised port, identified by its
+(the table below). --generate writes a hardware map with one board per recognised port, identified by its
 USB serial number (or bus location when it has none) rather than its
 /dev name, which can change when the board re-enumerates.
 
@@ -183,6 +196,8 @@ Examples:
   credloop board list
   credloop board list --generate hardware.yml
   credloop board list --json
+
+USB ids and kinds:
 `
 
 type portRow struct {
@@ -192,7 +207,7 @@ type portRow struct {
 }
 
 func boardList(env *Env, lister func() ([]hil.PortInfo, error)) error {
-	fs := flagSet(env, "board list", boardListUsage)
+	fs := flagSet(env, "board list", boardListUsage+boards.USBTable())
 	generate := fs.String("generate", "", "write a hardware map for the recognised boards to `FILE`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, env.Args); err != nil {
@@ -211,7 +226,7 @@ func boardList(env *Env, lister func() ([]hil.PortInfo, error)) error {
 	for _, p := range ports {
 		r := portRow{PortInfo: p, Why: "not a USB port"}
 		if p.USB {
-			r.Kind, r.Why = hil.GuessKind(p.VID, p.PID)
+			r.Kind, r.Why = boards.GuessKind(p.VID, p.PID)
 		}
 		rows = append(rows, r)
 	}
@@ -245,7 +260,7 @@ func boardList(env *Env, lister func() ([]hil.PortInfo, error)) error {
 			continue
 		}
 		count[r.Kind]++
-		b := hil.Board{Name: fmt.Sprintf("%s-%d", r.Kind, count[r.Kind]), Kind: r.Kind, Baud: hil.DefaultBaud}
+		b := hil.BoardSpec{Name: fmt.Sprintf("%s-%d", r.Kind, count[r.Kind]), Kind: r.Kind, Baud: hil.DefaultBaud}
 		switch {
 		case r.SerialNumber != "":
 			b.SerialNumber = r.SerialNumber
@@ -287,7 +302,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 	if *mapFile == "" {
 		return usageErr("--map is required")
 	}
-	m, err := hil.LoadMap(*mapFile)
+	m, err := boards.LoadMap(*mapFile)
 	if err != nil {
 		return err
 	}
@@ -296,7 +311,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 		return err
 	}
 	if entry.Emulate {
-		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run')", entry.Name)
+		return fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run') or on their own ('credloop board emulate %s')", entry.Name, entry.Kind)
 	}
 	a, err := openAdmin(*dir, false)
 	if err != nil {
@@ -315,7 +330,7 @@ func boardProvision(ctx context.Context, env *Env) error {
 	if _, err := red.AddPSK(cr.PSK); err != nil {
 		return err
 	}
-	b, err := boards.Open(ctx, boards.Options{Board: entry, RunDir: *logDir, Redactor: red})
+	b, err := boards.Open(ctx, boards.Options{Spec: entry, RunDir: *logDir, Redactor: red})
 	if err != nil {
 		return err
 	}
@@ -338,7 +353,7 @@ func boardFlash(ctx context.Context, env *Env) error {
 	if *mapFile == "" {
 		return usageErr("--map is required")
 	}
-	m, err := hil.LoadMap(*mapFile)
+	m, err := boards.LoadMap(*mapFile)
 	if err != nil {
 		return err
 	}

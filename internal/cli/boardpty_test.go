@@ -11,27 +11,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/credloop/credloop/boards/nrf"
 	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/cloud/registry"
+	"github.com/credloop/credloop/hil"
 )
 
 // A "real" board behind a pseudo-terminal, named in a hardware map.
 func ptyMap(t *testing.T, kind string) (master *os.File, mapFile string) {
 	t.Helper()
-	m, s, err := pty.Open()
+	p, err := hil.OpenPTY(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { m.Close(); s.Close() })
+	t.Cleanup(func() { p.Close() })
 	mapFile = filepath.Join(t.TempDir(), "hardware.yml")
-	yml := "- name: board-1\n  kind: " + kind + "\n  port: " + s.Name() + "\n"
+	yml := "- name: board-1\n  kind: " + kind + "\n  port: " + p.Path() + "\n"
 	if err := os.WriteFile(mapFile, []byte(yml), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return m, mapFile
+	return p.Master, mapFile
 }
 
 func readFor(t *testing.T, f *os.File, want string) {

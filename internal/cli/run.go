@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"github.com/credloop/credloop/hil"
+	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/internal/scenario"
 )
 
@@ -77,7 +77,7 @@ func runScenarios(ctx context.Context, env *Env) error {
 		o.KeepWork = abs
 	}
 	if *hardware != "" {
-		m, err := hil.LoadMap(*hardware)
+		m, err := boards.LoadMap(*hardware)
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/credloop/credloop/boards"
 	"github.com/credloop/credloop/cloud"
+	_ "github.com/credloop/credloop/boards/all" // every kind of board
 	"github.com/credloop/credloop/hil"
 )
 
@@ -22,10 +23,8 @@ import (
 // real board of that kind (scenarios then run against it; otherwise against
 // an emulator). An unknown kind is an error.
 func boardCondition(hw *hil.Map, kind string) (bool, error) {
-	switch kind {
-	case hil.KindESP32, hil.KindNRF, hil.KindCC3220:
-	default:
-		return false, fmt.Errorf("unknown board kind in [board:%s]: want esp32, nrf or cc3220", kind)
+	if _, err := boards.Lookup(kind); err != nil {
+		return false, fmt.Errorf("[board:%s]: %w", kind, err)
 	}
 	if hw == nil {
 		return false, nil
@@ -39,19 +38,19 @@ func boardCondition(hw *hil.Map, kind string) (bool, error) {
 }
 
 // boardEntry picks the hardware map's board for NAME, or an emulated one.
-func (w *world) boardEntry(name, kind string) (hil.Board, error) {
+func (w *world) boardEntry(name, kind string) (hil.BoardSpec, error) {
 	if w.hw != nil {
 		if b, err := w.hw.Board(name); err == nil {
 			if kind != "" && b.Kind != kind {
-				return hil.Board{}, fmt.Errorf("board %s is a %s in the hardware map, not a %s", name, b.Kind, kind)
+				return hil.BoardSpec{}, fmt.Errorf("board %s is a %s in the hardware map, not a %s", name, b.Kind, kind)
 			}
 			return b, nil
 		}
 	}
 	if kind == "" {
-		return hil.Board{}, fmt.Errorf("board add %s: --kind is required (esp32, nrf or cc3220)", name)
+		return hil.BoardSpec{}, fmt.Errorf("board add %s: --kind is required (%s)", name, boards.KindList())
 	}
-	return hil.Board{Name: name, Kind: kind, Emulate: true, Baud: hil.DefaultBaud}, nil
+	return hil.BoardSpec{Name: name, Kind: kind, Emulate: true, Baud: hil.DefaultBaud}, nil
 }
 
 func cmdBoard(ts *testscript.TestScript, neg bool, args []string) {
@@ -160,7 +159,7 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 	}
 	var kind, id, project, flash, udid, keyFile, factoryCert, factoryKey string
 	fs := flags(ts, "board add", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&kind, "kind", "", "esp32, nrf or cc3220")
+		fs.StringVar(&kind, "kind", "", "the board's kind: "+boards.KindList())
 		fs.StringVar(&id, "id", "", "device id (esp32 certificate mode)")
 		fs.StringVar(&project, "project", "", "project (esp32 certificate mode)")
 		fs.StringVar(&flash, "flash", "", "image to flash before boot (esp32: an NVS partition image)")
@@ -170,7 +169,7 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 		fs.StringVar(&factoryKey, "factory-key", "", "esp32: its key")
 	})
 	if fs.NArg() != 0 {
-		ts.Fatalf("usage: board add NAME --kind esp32|nrf|cc3220 [--id ID] [--project P] [--flash FILE] [--udid U --key FILE]")
+		ts.Fatalf("usage: board add NAME --kind KIND [--id ID] [--project P] [--flash FILE] [--udid U --key FILE]")
 	}
 	if w.cloud == nil {
 		ts.Fatalf("board add: start the cloud first (`cloud start`)")
@@ -178,7 +177,7 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 	entry, err := w.boardEntry(name, kind)
 	ts.Check(err)
 	o := boards.Options{
-		Board: entry, RunDir: w.work, Now: w.clock.Now, Redactor: w.redactor,
+		Spec: entry, RunDir: w.work, Now: w.clock.Now, Redactor: w.redactor,
 		Cloud:    boards.Endpoints{CoAPS: w.addr, MQTTS: w.mqttAddr, HTTPS: w.httpAddr},
 		DeviceID: id, Project: project, UDID: udid,
 	}
@@ -240,8 +239,9 @@ func boardCredentials(ctx context.Context, ts *testscript.TestScript, w *world, 
 		cr.PSKIdentity, cr.PSK = pskID, key
 	case certFile != "" && keyFile != "":
 		cr.Chain, cr.KeyDER = readCertKey(ts, certFile, keyFile, chainFile)
-	case b != nil && b.Kind == hil.KindCC3220:
-		// The CC3220 provisions itself from its pre-burned key.
+	case b != nil && b.SelfProvisioning():
+		// The board makes its own credentials (a CC3220: a CSR with
+		// its pre-burned key).
 	default:
 		ts.Fatalf("board provision: give --psk-identity and --psk, --device P/ID, or --cert and --key")
 	}

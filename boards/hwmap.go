@@ -1,0 +1,58 @@
+package boards
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/credloop/credloop/hil"
+)
+
+// LoadMap reads a hardware map (hil.LoadMap) and checks it against the
+// registered kinds (CheckMap), filling in each kind's defaults.
+func LoadMap(path string) (*hil.Map, error) {
+	m, err := hil.LoadMap(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckMap(m); err != nil {
+		for _, e := range unjoin(err) {
+			var fe *hil.FieldError
+			if errors.As(e, &fe) {
+				fe.File = path
+			}
+		}
+		return nil, err
+	}
+	return m, nil
+}
+
+// CheckMap checks that every board of m is of a registered kind, and
+// that an emulated one's kind has an emulator; it fills in the kinds'
+// defaults (the reset method of a board whose entry gives none). Every
+// problem is a *hil.FieldError (matching hil.ErrInvalidMap) at the
+// board's line, joined with errors.Join.
+func CheckMap(m *hil.Map) error {
+	var errs []error
+	for i, b := range m.Boards {
+		k, err := Lookup(b.Kind)
+		if err != nil {
+			errs = append(errs, &hil.FieldError{Line: b.Line, Board: b.Name, Field: "kind",
+				Err: fmt.Errorf("%w: %q (want %s)", hil.ErrInvalidValue, b.Kind, KindList())})
+			continue
+		}
+		if b.Emulate && k.Emulate == nil {
+			errs = append(errs, &hil.FieldError{Line: b.Line, Board: b.Name, Field: "emulate",
+				Err: fmt.Errorf("%w: the %s kind has no emulator", hil.ErrInvalidValue, k.Name)})
+			continue
+		}
+		m.Boards[i] = k.defaults(b)
+	}
+	return errors.Join(errs...)
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
