@@ -10,8 +10,8 @@ import (
 	"strings"
 
 	"github.com/credloop/credloop/boards"
-	"github.com/credloop/credloop/cloud"
 	_ "github.com/credloop/credloop/boards/all" // every kind of board
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/hil"
 )
 

@@ -14,8 +14,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credloop/credloop/boards"
-	"github.com/credloop/credloop/cloud"
 	_ "github.com/credloop/credloop/boards/all" // every kind of board
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/hil"
 )
 
