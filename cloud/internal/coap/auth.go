@@ -2,7 +2,6 @@ package coap
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -115,17 +114,22 @@ var (
 	}
 )
 
-func (s *Server) dtlsConfig(hs *handshakeState) *dtls.Config {
-	return &dtls.Config{
-		Certificates:          []tls.Certificate{s.serverCert},
-		CipherSuites:          append(append([]dtls.CipherSuiteID{}, pskSuites...), certSuites...),
-		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
-		ClientAuth:            dtls.RequireAnyClientCert,
-		PSK:                   hs.psk,
-		VerifyPeerCertificate: hs.verifyCert,
-		InsecureSkipVerify:    false,
-		LoggerFactory:         pionLogger{hs: hs},
-		MTU:                   1200,
+// pionSuites are the suites pion offers: PSK first, then certificates.
+var pionSuites = append(append([]dtls.CipherSuiteID{}, pskSuites...), certSuites...)
+
+// dtlsOptions configure pion for one handshake: its callbacks are bound
+// to hs, so that a failure is attributed to the identity that caused it.
+func (s *Server) dtlsOptions(hs *handshakeState) []dtls.ServerOption {
+	return []dtls.ServerOption{
+		dtls.WithCertificates(s.serverCert),
+		dtls.WithCipherSuites(pionSuites...),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+		dtls.WithClientAuth(dtls.RequireAnyClientCert),
+		dtls.WithPSK(hs.psk),
+		dtls.WithVerifyPeerCertificate(hs.verifyCert),
+		dtls.WithInsecureSkipVerify(false),
+		dtls.WithLoggerFactory(pionLogger{hs: hs}),
+		dtls.WithMTU(1200),
 	}
 }
 

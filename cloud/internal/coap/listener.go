@@ -242,7 +242,7 @@ func (l *listener) handshake(nc net.Conn) {
 func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte, hs *handshakeState) (*dtls.Conn, error) {
 	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first})
 	raddr := nc.RemoteAddr()
-	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
+	conn, err := dtls.ServerWithOptions(pc, raddr, l.srv.dtlsOptions(hs)...)
 	if err != nil {
 		l.srv.log.Warn("dtls server", "remote", raddr.String(), "err", err)
 		return nil, err
