@@ -155,6 +155,17 @@ func (s *Server) pskOnly(ch *dtlspsk.ClientHello) bool {
 	return false
 }
 
+// ownPSK reports whether credloop's own PSK server serves the handshake
+// that first starts: the stack is PSKStackCredloop and the suite chosen
+// would be one of its own.
+func (s *Server) ownPSK(first []byte) bool {
+	if s.opts.PSKStack != PSKStackCredloop {
+		return false
+	}
+	ch, err := dtlspsk.ParseClientHello(first)
+	return err == nil && s.pskOnly(ch)
+}
+
 // pskServerConfig is the configuration of one handshake on credloop's own
 // PSK server; its callback refuses with the alert the reason calls for.
 func (s *Server) pskServerConfig(hs *handshakeState) *dtlspsk.ServerConfig {

@@ -173,7 +173,8 @@ var firstBufs = sync.Pool{New: func() any { return new([8192]byte) }}
 // DTLS PSK server (internal/dtlspsk) when the client offers only PSK
 // suites it implements, so that an established PSK session costs a few
 // KiB and no goroutine of its own; pion otherwise (certificates, or a PSK
-// client that could also take a certificate suite).
+// client that could also take a certificate suite), and always when
+// Options.PSKStack is PSKStackPion.
 func (l *listener) handshake(nc net.Conn) {
 	raddr := nc.RemoteAddr()
 	checks := l.srv.checks.Load() // before any registry read of this handshake
@@ -191,13 +192,15 @@ func (l *listener) handshake(nc net.Conn) {
 	}
 	first := buf[:n]
 	var conn net.Conn
-	if ch, perr := dtlspsk.ParseClientHello(first); perr == nil && l.srv.pskOnly(ch) {
+	if l.srv.ownPSK(first) {
+		l.srv.ownHandshakes.Add(1)
 		conn, err = dtlspsk.Server(ctx, nc, first, l.srv.pskServerConfig(hs))
 		firstBufs.Put(buf)
 		if errors.Is(err, dtlspsk.ErrKeyMismatch) {
 			hs.decryptFailure()
 		}
 	} else {
+		l.srv.pionHandshakes.Add(1)
 		conn, err = l.pionHandshake(ctx, nc, append([]byte(nil), first...), hs)
 		firstBufs.Put(buf)
 	}
