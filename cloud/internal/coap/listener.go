@@ -243,7 +243,7 @@ func (l *listener) handshake(nc net.Conn) {
 // pionHandshake runs pion's server over nc, first being the datagram
 // already read from it.
 func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte, hs *handshakeState) (*dtls.Conn, error) {
-	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first})
+	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first, hs: hs})
 	raddr := nc.RemoteAddr()
 	conn, err := dtls.ServerWithOptions(pc, raddr, l.srv.dtlsOptions(hs)...)
 	if err != nil {
@@ -268,11 +268,40 @@ func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte,
 	return conn, nil
 }
 
-// replayConn returns first from its first Read, then reads nc.
+// replayConn returns first from its first Read, then reads nc. It gives
+// pion's fatal alert during the handshake the description of the refusal
+// that caused it: pion ends every refusal of its PSK callback with
+// internal_error and of its certificate callback with bad_certificate.
 type replayConn struct {
 	net.Conn
 	mu    sync.Mutex
 	first []byte
+	hs    *handshakeState
+}
+
+// Write sends b, a datagram of pion's.
+func (r *replayConn) Write(b []byte) (int, error) {
+	if isPlainFatalAlert(b) {
+		if ref := r.hs.getRefusal(); ref != nil && b[alertDescOffset] != byte(ref.Alert) {
+			b = append([]byte(nil), b...)
+			b[alertDescOffset] = byte(ref.Alert)
+		}
+	}
+	return r.Conn.Write(b)
+}
+
+// alertDescOffset is the offset of the description byte in a datagram
+// that starts with an alert record (13-byte DTLS record header, then the
+// level).
+const alertDescOffset = 14
+
+// isPlainFatalAlert reports whether datagram b starts with a fatal alert
+// record of epoch 0 (the handshake's, sent in the clear).
+func isPlainFatalAlert(b []byte) bool {
+	return len(b) > alertDescOffset && b[0] == byte(protocol.ContentTypeAlert) &&
+		b[3] == 0 && b[4] == 0 && // epoch 0
+		b[11] == 0 && b[12] == 2 && // length 2
+		b[13] == 2 // fatal
 }
 
 func (r *replayConn) Read(b []byte) (int, error) {
