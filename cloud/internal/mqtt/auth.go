@@ -117,6 +117,9 @@ func (hs *handshake) fail(err error) {
 		ref = endpoint.Refuse(endpoint.RefusedHandshake, "handshake failed: "+endpoint.Printable(err.Error()), err)
 	}
 	ev.Reason = ref.Text
+	if f := hs.srv.testRefused.Load(); f != nil {
+		(*f)(ref)
+	}
 	hs.srv.record(ev)
 	hs.srv.log.Info("connection refused", "remote", hs.remote.String(), "project", ev.Project, "device", ev.Device,
 		"credential", short(ev.Credential), "reason", ref.Text, "mqtt_code", ref.MQTTCode)
