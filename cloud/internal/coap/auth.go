@@ -103,8 +103,12 @@ func (hs *handshakeState) fail(err error) {
 	}
 	ev.Reason = reason
 	hs.srv.record(ev)
-	hs.srv.log.Info("handshake failed", "remote", hs.remote.String(), "kind", ev.Kind,
-		"project", ev.Project, "device", ev.Device, "credential", ev.Credential, "reason", reason, "alert", ref.Alert.String())
+	args := []any{"remote", hs.remote.String(), "kind", ev.Kind,
+		"project", ev.Project, "device", ev.Device, "credential", ev.Credential, "reason", reason}
+	if ref.Kind != endpoint.RefusedHandshake {
+		args = append(args, "alert", ref.Alert.String())
+	}
+	hs.srv.log.Info("handshake failed", args...)
 }
 
 // Cipher suites offered: Golioth's PSK and certificate sets.
