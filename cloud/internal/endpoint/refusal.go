@@ -171,10 +171,10 @@ func AsRefusal(err error) *Refusal {
 }
 
 // Recheck reports why an established session may no longer stay
-// connected (the device disabled, the credential no longer ACTIVE, a
-// certificate of its chain revoked), or nil while it may; the checks and
-// texts of registry.StillValid. stateText names a credential refused for
-// its state.
+// connected, or nil while it may: the device disabled, its credential no
+// longer ACTIVE (stateText names it), a certificate of its chain (leaf
+// first) revoked by the certificate above it. Endpoints call it when a
+// session becomes visible and after revocations.
 func Recheck(ctx context.Context, reg *registry.Registry, project, device string, credentialID int64, chain []*x509.Certificate, stateText func(registry.CredState) string) *Refusal {
 	if project != "" && device != "" {
 		if d, err := reg.Device(ctx, project, device); err == nil && d.Disabled {

@@ -1,6 +1,7 @@
 package endpoint
 
 import (
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"testing"
@@ -80,4 +81,59 @@ func TestStateKind(t *testing.T) {
 	if registry.StateActive.Err() != nil {
 		t.Error("ACTIVE refused")
 	}
+}
+
+// Recheck refuses a session whose device was disabled, whose credential
+// left ACTIVE, or whose chain has a revoked certificate, in that order.
+func TestRecheck(t *testing.T) {
+	ctx := t.Context()
+	reg, err := registry.Open(":memory:", registry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	a, err := fakeca.Init(fakeca.ECDSAP256, fakeca.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _, err := a.Issuing.Issue("d1", "acme", fakeca.ECDSAP256, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := []*x509.Certificate{leaf, a.Issuing.Cert, a.Root.Cert}
+	if _, err := reg.CreateProject(ctx, "acme"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.CreateDevice(ctx, "acme", "d1"); err != nil {
+		t.Fatal(err)
+	}
+	cred, err := reg.AddCertificate(ctx, "acme", "d1", leaf.Raw, registry.StateActive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := func(st registry.CredState) string { return "credential " + string(st) }
+	check := func(kind RefusalKind, text string, sentinel error) {
+		t.Helper()
+		r := Recheck(ctx, reg, "acme", "d1", cred.ID, chain, named)
+		switch {
+		case text == "" && r != nil:
+			t.Fatalf("refused: %+v", r)
+		case text == "":
+		case r == nil || r.Kind != kind || r.Text != text || !errors.Is(r, sentinel):
+			t.Fatalf("refusal %+v, want kind %d %q wrapping %v", r, kind, text, sentinel)
+		}
+	}
+	check(0, "", nil)
+	if _, err := reg.Revoke(ctx, fakeca.Fingerprint(a.Issuing.Cert.Raw), fmt.Sprintf("%x", leaf.SerialNumber), 1); err != nil {
+		t.Fatal(err)
+	}
+	check(RefusedRevoked, "certificate revoked", registry.ErrRevoked)
+	if err := reg.SetCredentialState(ctx, cred.ID, registry.StateInactive); err != nil {
+		t.Fatal(err)
+	}
+	check(RefusedNotActive, "credential INACTIVE", registry.ErrNotActive)
+	if err := reg.SetDeviceDisabled(ctx, "acme", "d1", true); err != nil {
+		t.Fatal(err)
+	}
+	check(RefusedDisabled, "device disabled", registry.ErrDisabled)
 }
