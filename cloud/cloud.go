@@ -56,6 +56,11 @@ type Options struct {
 	// CoAPAddr is the DTLS/CoAP listen address; default "127.0.0.1:0".
 	// Each address may be "-" to leave that endpoint off.
 	CoAPAddr string
+	// DTLSPSKStack chooses the DTLS implementation that serves PSK
+	// clients: DTLSPSKCredloop (the default: credloop's own DTLS 1.2 PSK
+	// server, which halves the server's CPU and memory per session) or
+	// DTLSPSKPion (pion serves everything). Any other value fails New.
+	DTLSPSKStack DTLSPSKStack
 	// MQTTAddr is the MQTT-over-TLS listen address; default "127.0.0.1:0".
 	MQTTAddr string
 	// HTTPSAddr is the HTTPS listen address (run-time CSR provisioning,
@@ -123,8 +128,11 @@ func New(opts Options) (*Cloud, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
+	pskStack, err := opts.DTLSPSKStack.pskStack()
+	if err != nil {
+		return nil, err
+	}
 	c := &Cloud{opts: opts, Registry: opts.Registry, ca: opts.CA}
-	var err error
 	if c.ca == nil {
 		c.ca, err = OpenCA(opts.Dir, DefaultCA, true, CAOptions{KeyType: opts.KeyType, Now: opts.Now, Rand: opts.Rand}, opts.Logger)
 		if err != nil {
@@ -153,6 +161,7 @@ func New(opts Options) (*Cloud, error) {
 			Hosts:            opts.Hosts,
 			IdleTimeout:      opts.IdleTimeout,
 			HandshakeTimeout: opts.HandshakeTimeout,
+			PSKStack:         pskStack,
 			Now:              opts.Now,
 			Rand:             opts.Rand,
 			Logger:           opts.Logger,

@@ -136,11 +136,11 @@ func TestPSKSuiteChoiceUnchanged(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			conn, err := dtls.Client(pc, ra, &dtls.Config{
-				PSK:             func([]byte) ([]byte, error) { return cred.PSK, nil },
-				PSKIdentityHint: []byte(cred.PSKIdentity),
-				CipherSuites:    tt.suites,
-			})
+			conn, err := dtls.ClientWithOptions(pc, ra,
+				dtls.WithPSK(func([]byte) ([]byte, error) { return cred.PSK, nil }),
+				dtls.WithPSKIdentityHint([]byte(cred.PSKIdentity)),
+				dtls.WithCipherSuites(tt.suites...),
+			)
 			if err != nil {
 				t.Fatal(err)
 			}

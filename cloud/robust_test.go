@@ -41,11 +41,11 @@ func rawDTLS(t *testing.T, addr string, cred sim.Credential) *dtls.Conn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := dtls.Dial("udp", ra, &dtls.Config{
-		PSK:             func([]byte) ([]byte, error) { return cred.PSK, nil },
-		PSKIdentityHint: []byte(cred.PSKIdentity),
-		CipherSuites:    []dtls.CipherSuiteID{dtls.TLS_PSK_WITH_AES_128_CCM_8},
-	})
+	conn, err := dtls.DialWithOptions("udp", ra,
+		dtls.WithPSK(func([]byte) ([]byte, error) { return cred.PSK, nil }),
+		dtls.WithPSKIdentityHint([]byte(cred.PSKIdentity)),
+		dtls.WithCipherSuites(dtls.TLS_PSK_WITH_AES_128_CCM_8),
+	)
 	if err != nil {
 		t.Fatal(err)
 	}

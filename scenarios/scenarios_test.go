@@ -10,6 +10,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/credloop/credloop/boards"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/internal/cli"
 	"github.com/credloop/credloop/internal/scenario"
 )
@@ -27,6 +28,11 @@ func TestScenarios(t *testing.T) {
 		}
 		o.Hardware = m
 	}
+	stack, err := cloud.ParseDTLSPSKStack(os.Getenv("CREDLOOP_DTLS_PSK_STACK"))
+	if err != nil {
+		t.Fatalf("CREDLOOP_DTLS_PSK_STACK: %v", err)
+	}
+	o.DTLSPSKStack = stack
 	p := scenario.Params(".", nil, o)
 	p.UpdateScripts = os.Getenv("UPDATE_SCENARIOS") != ""
 	testscript.Run(t, p)

@@ -9,6 +9,7 @@ import (
 	"regexp"
 
 	"github.com/credloop/credloop/boards"
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/internal/scenario"
 )
 
@@ -37,6 +38,7 @@ Examples:
   credloop run --run 'psk_.*' -v ./scenarios
   credloop run --junit report.xml ./scenarios
   credloop run --hardware hardware.yml --run 'esp32_.*' ./scenarios
+  credloop run --dtls-psk-stack pion ./scenarios   # pion serves PSK clients too
   credloop run --commands          # the scenario command reference
 `
 
@@ -48,8 +50,13 @@ func runScenarios(ctx context.Context, env *Env) error {
 	keep := fs.String("keep-work", "", "keep each scenario's work directory (logs, CA, registry) under `DIR`")
 	commandsRef := fs.Bool("commands", false, "print the scenario command reference and exit")
 	hardware := fs.String("hardware", os.Getenv("CREDLOOP_HARDWARE"), "hardware map `FILE`: boards it names run for real, others are emulated (env CREDLOOP_HARDWARE)")
+	pskStack := fs.String("dtls-psk-stack", os.Getenv("CREDLOOP_DTLS_PSK_STACK"), "DTLS implementation serving PSK clients in every `cloud start`: credloop (its own DTLS 1.2 PSK server, the default) or pion (env CREDLOOP_DTLS_PSK_STACK)")
 	if err := parse(fs, env.Args); err != nil {
 		return err
+	}
+	stack, err := cloud.ParseDTLSPSKStack(*pskStack)
+	if err != nil {
+		return usageErr("--dtls-psk-stack: %v", err)
 	}
 	if *commandsRef {
 		fmt.Fprint(env.Stdout, scenario.Usage)
@@ -58,7 +65,7 @@ func runScenarios(ctx context.Context, env *Env) error {
 	if fs.NArg() == 0 {
 		return usageErr("give at least one scenario file or directory (e.g. ./scenarios)")
 	}
-	o := scenario.RunOptions{Paths: fs.Args(), Out: env.Stdout, Verbose: *verbose}
+	o := scenario.RunOptions{Paths: fs.Args(), Out: env.Stdout, Verbose: *verbose, DTLSPSKStack: stack}
 	if *match != "" {
 		re, err := regexp.Compile(*match)
 		if err != nil {

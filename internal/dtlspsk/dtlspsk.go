@@ -1,22 +1,34 @@
-// Package dtlspsk is a minimal, allocation-light DTLS 1.2 PSK client that
-// lets credloop's load generator cost far less per handshake than the
-// server it measures.
+// Package dtlspsk is credloop's own DTLS 1.2 PSK implementation, client
+// and server, minimal and allocation-light.
 //
-// pion/dtls spends about as much CPU and as many allocations on the client
-// side of a handshake as on the server side, so a load generator built on
-// it takes half the machine away from the server under test. This client
-// runs the whole handshake in the calling goroutine (no goroutines per
-// connection), reuses pooled buffers and hash states, and allocates a few
+// Who uses it: the load generator (credloop bench) dials with the client,
+// so that it costs far less per handshake than the server it measures
+// (pion/dtls spends about as much CPU and as many allocations on the
+// client side as on the server side); and the cloud's CoAP endpoint
+// serves PSK clients with the server by default (cloud.Options.DTLSPSKStack
+// "credloop"; "pion" switches it off), where it costs about half of
+// pion's server CPU per handshake and keeps an established session in a
+// few KiB with no goroutine or receive buffer of its own.
+//
+// Both sides run the whole handshake in the calling goroutine (no
+// goroutines per connection), share one record layer, key schedule and
+// flight writer, reuse pooled buffers and hash states, and allocate a few
 // dozen objects per handshake, most of them for the socket and the AEAD.
 //
-// Scope: client only, PSK only (RFC 4279 plain PSK key exchange), DTLS 1.2
-// only (RFC 6347), cipher suites TLS_PSK_WITH_AES_128_GCM_SHA256,
-// TLS_PSK_WITH_AES_128_CCM and TLS_PSK_WITH_AES_128_CCM_8, with the
-// extended master secret (RFC 7627) when the server agrees. No
-// renegotiation, no session resumption, no connection IDs, no
-// certificates. HelloVerifyRequest cookies, fragmented and reordered server
-// messages, duplicate records and lost flights (retransmission with a
-// doubling timer) are handled.
+// Implemented: PSK only (RFC 4279 plain PSK key exchange), DTLS 1.2 only
+// (RFC 6347), cipher suites TLS_PSK_WITH_AES_128_GCM_SHA256,
+// TLS_PSK_WITH_AES_128_CCM and TLS_PSK_WITH_AES_128_CCM_8, the extended
+// master secret (RFC 7627) when the peer agrees, HelloVerifyRequest
+// cookies (the server sends one to every ClientHello without it),
+// fragmented and reordered handshake messages, duplicate records, lost
+// flights (retransmission with a doubling timer), the PSK identity hint,
+// and fatal alerts both ways (the server's PSK callback chooses the alert
+// of a refusal; a Finished that does not decrypt gets bad_record_mac).
+// Not implemented: certificates, (EC)DHE, CBC suites, DTLS 1.0 or 1.3,
+// renegotiation, session resumption, connection IDs; a server given a
+// ClientHello it cannot serve refuses it, so a caller that must serve
+// those (the cloud) looks at the ClientHello first (ParseClientHello,
+// ServerConfig.Supports) and hands the client to another stack.
 package dtlspsk
 
 import (

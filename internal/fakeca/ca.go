@@ -41,6 +41,9 @@ var (
 	ErrUnknownAuthority = errors.New("fakeca: certificate signed by unknown authority")
 	ErrVerify           = errors.New("fakeca: certificate chain not valid")
 	ErrNoCert           = errors.New("fakeca: no certificate")
+	// ErrIssuerNotValid is wrapped, with ErrExpired or ErrNotYetValid,
+	// when the certificate out of its validity is an issuer of the leaf.
+	ErrIssuerNotValid = errors.New("fakeca: an issuer is not valid at the time")
 )
 
 // Default validities used when a caller passes zero.
@@ -442,7 +445,7 @@ func VerifyClient(certs []*x509.Certificate, roots []*x509.Certificate, now time
 		// Go reports an issuer outside its validity as an unknown
 		// authority; name the real cause when that is it.
 		if p := issuerOutOfTime(certs[0], certs[1:], roots, now); p != nil {
-			return nil, fmt.Errorf("%w (issuer of %s)", timeError(p, now), describe(certs[0]))
+			return nil, fmt.Errorf("%w (issuer of %s)%.0w", timeError(p, now), describe(certs[0]), ErrIssuerNotValid)
 		}
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnknownAuthority, describe(certs[0]), err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/credloop/credloop/cloud"
 	"github.com/credloop/credloop/hil"
 )
 
@@ -31,6 +32,9 @@ type Options struct {
 	// Hardware is the hardware map: boards it names run for real, the
 	// others are emulated.
 	Hardware *hil.Map
+	// DTLSPSKStack is the DTLS PSK stack of every cloud the scenarios
+	// start (`cloud start`); empty means the cloud's default.
+	DTLSPSKStack cloud.DTLSPSKStack
 }
 
 // Params returns the testscript parameters for the scenarios in dir (or
@@ -45,7 +49,7 @@ func Params(dir string, files []string, o Options) testscript.Params {
 		WorkdirRoot:         o.WorkdirRoot,
 		Condition:           func(cond string) (bool, error) { return condition(cond, o.Hardware) },
 		Setup: func(env *testscript.Env) error {
-			if err := setup(env, o.Hardware); err != nil {
+			if err := setup(env, o.Hardware, o.DTLSPSKStack); err != nil {
 				return err
 			}
 			if o.Exe == "" {
@@ -94,6 +98,9 @@ type RunOptions struct {
 	KeepWork string
 	// Hardware is the hardware map (real boards); nil: all emulated.
 	Hardware *hil.Map
+	// DTLSPSKStack is the DTLS PSK stack of every cloud the scenarios
+	// start; empty means the cloud's default.
+	DTLSPSKStack cloud.DTLSPSKStack
 }
 
 // Run runs the scenarios one after another and reports each as it ends.
@@ -132,7 +139,7 @@ func Run(o RunOptions) ([]Result, error) {
 	for _, f := range kept {
 		root.byName[scriptName(f)] = f
 	}
-	params := Params("", kept, Options{Exe: o.Exe, WorkdirRoot: o.KeepWork, Hardware: o.Hardware})
+	params := Params("", kept, Options{Exe: o.Exe, WorkdirRoot: o.KeepWork, Hardware: o.Hardware, DTLSPSKStack: o.DTLSPSKStack})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

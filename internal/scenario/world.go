@@ -76,10 +76,15 @@ type world struct {
 	boards   map[string]*boards.Board
 	hw       *hil.Map      // the hardware map, when a run was given one
 	redactor *hil.Redactor // secrets the scenario hands to boards
+
+	// pskStack is the DTLS PSK stack of every cloud started; empty: the
+	// cloud's default.
+	pskStack cloud.DTLSPSKStack
 }
 
-func setup(env *testscript.Env, hw *hil.Map) error {
+func setup(env *testscript.Env, hw *hil.Map, pskStack cloud.DTLSPSKStack) error {
 	w := &world{
+		pskStack: pskStack,
 		boards:   map[string]*boards.Board{},
 		hw:       hw,
 		redactor: hil.NewRedactor(),
@@ -139,7 +144,7 @@ func (w *world) startCloud() error {
 		}
 		return a
 	}
-	c, err := cloud.New(cloud.Options{
+	opts := cloud.Options{
 		Dir:         w.dir,
 		CoAPAddr:    or(w.addr),
 		MQTTAddr:    or(w.mqttAddr),
@@ -147,7 +152,9 @@ func (w *world) startCloud() error {
 		IdleTimeout: w.idle,
 		Now:         w.clock.Now,
 		Logger:      slog.New(slog.NewTextHandler(w.logFile, &slog.HandlerOptions{Level: slog.LevelDebug})),
-	})
+	}
+	opts.DTLSPSKStack = w.pskStack
+	c, err := cloud.New(opts)
 	if err != nil {
 		return err
 	}

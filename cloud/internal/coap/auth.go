@@ -2,13 +2,11 @@ package coap
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -47,7 +45,7 @@ type handshakeState struct {
 	device     string
 	credential string
 	credID     int64
-	reason     string // set by a callback that rejected the peer
+	refusal    *endpoint.Refusal // set by a callback that rejected the peer
 	chain      []*x509.Certificate
 	newDevice  bool      // certificate of a device the registry does not know yet
 	newCert    bool      // certificate not yet registered
@@ -61,29 +59,38 @@ func (hs *handshakeState) decryptFailure() {
 	hs.decryptOnce.Do(func() { close(hs.decryptFailed) })
 }
 
-func (hs *handshakeState) reject(reason string) error {
+// reject records why a callback refused the peer and returns it as the
+// callback's error.
+func (hs *handshakeState) reject(r *endpoint.Refusal) error {
 	hs.mu.Lock()
-	hs.reason = reason
+	hs.refusal = r
 	hs.mu.Unlock()
-	return errors.New(reason)
+	return r
+}
+
+func (hs *handshakeState) getRefusal() *endpoint.Refusal {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.refusal
 }
 
 // fail records the failed handshake as an event with the best reason known.
 func (hs *handshakeState) fail(err error) {
 	hs.mu.Lock()
-	method, reason := hs.method, hs.reason
+	method, ref := hs.method, hs.refusal
 	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Outcome: "fail"}
 	hs.mu.Unlock()
 	select {
 	case <-hs.decryptFailed:
-		if reason == "" && method == "psk" {
-			reason = "psk mismatch: the client's Finished did not decrypt with the registered key"
+		if ref == nil && method == "psk" {
+			ref = endpoint.RefusePSK(endpoint.RefusedKeyMismatch, "psk mismatch: the client's Finished did not decrypt with the registered key", err)
 		}
 	default:
 	}
-	if reason == "" {
-		reason = "handshake failed: " + err.Error()
+	if ref == nil {
+		ref = endpoint.Refuse(endpoint.RefusedHandshake, "handshake failed: "+err.Error(), err)
 	}
+	reason := ref.Text
 	switch method {
 	case "psk":
 		ev.Kind = registry.EventAuthPSK
@@ -96,8 +103,12 @@ func (hs *handshakeState) fail(err error) {
 	}
 	ev.Reason = reason
 	hs.srv.record(ev)
-	hs.srv.log.Info("handshake failed", "remote", hs.remote.String(), "kind", ev.Kind,
-		"project", ev.Project, "device", ev.Device, "credential", ev.Credential, "reason", reason)
+	args := []any{"remote", hs.remote.String(), "kind", ev.Kind,
+		"project", ev.Project, "device", ev.Device, "credential", ev.Credential, "reason", reason}
+	if ref.Kind != endpoint.RefusedHandshake {
+		args = append(args, "alert", ref.Alert.String())
+	}
+	hs.srv.log.Info("handshake failed", args...)
 }
 
 // Cipher suites offered: Golioth's PSK and certificate sets.
@@ -115,17 +126,22 @@ var (
 	}
 )
 
-func (s *Server) dtlsConfig(hs *handshakeState) *dtls.Config {
-	return &dtls.Config{
-		Certificates:          []tls.Certificate{s.serverCert},
-		CipherSuites:          append(append([]dtls.CipherSuiteID{}, pskSuites...), certSuites...),
-		ExtendedMasterSecret:  dtls.RequestExtendedMasterSecret,
-		ClientAuth:            dtls.RequireAnyClientCert,
-		PSK:                   hs.psk,
-		VerifyPeerCertificate: hs.verifyCert,
-		InsecureSkipVerify:    false,
-		LoggerFactory:         pionLogger{hs: hs},
-		MTU:                   1200,
+// pionSuites are the suites pion offers: PSK first, then certificates.
+var pionSuites = append(append([]dtls.CipherSuiteID{}, pskSuites...), certSuites...)
+
+// dtlsOptions configure pion for one handshake: its callbacks are bound
+// to hs, so that a failure is attributed to the identity that caused it.
+func (s *Server) dtlsOptions(hs *handshakeState) []dtls.ServerOption {
+	return []dtls.ServerOption{
+		dtls.WithCertificates(s.serverCert),
+		dtls.WithCipherSuites(pionSuites...),
+		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
+		dtls.WithClientAuth(dtls.RequireAnyClientCert),
+		dtls.WithPSK(hs.psk),
+		dtls.WithVerifyPeerCertificate(hs.verifyCert),
+		dtls.WithInsecureSkipVerify(false),
+		dtls.WithLoggerFactory(pionLogger{hs: hs}),
+		dtls.WithMTU(1200),
 	}
 }
 
@@ -151,8 +167,19 @@ func (s *Server) pskOnly(ch *dtlspsk.ClientHello) bool {
 	return false
 }
 
+// ownPSK reports whether credloop's own PSK server serves the handshake
+// that first starts: the stack is PSKStackCredloop and the suite chosen
+// would be one of its own.
+func (s *Server) ownPSK(first []byte) bool {
+	if s.opts.PSKStack != PSKStackCredloop {
+		return false
+	}
+	ch, err := dtlspsk.ParseClientHello(first)
+	return err == nil && s.pskOnly(ch)
+}
+
 // pskServerConfig is the configuration of one handshake on credloop's own
-// PSK server; its callback refuses with the alert the reason calls for.
+// PSK server; its callback refuses with the refusal's alert.
 func (s *Server) pskServerConfig(hs *handshakeState) *dtlspsk.ServerConfig {
 	return &dtlspsk.ServerConfig{
 		CipherSuites: ownPSKSuites,
@@ -163,12 +190,9 @@ func (s *Server) pskServerConfig(hs *handshakeState) *dtlspsk.ServerConfig {
 			if err == nil {
 				return key, nil
 			}
-			desc := dtlspsk.AlertAccessDenied // known, but disabled or not ACTIVE
-			switch reason := err.Error(); {
-			case strings.HasPrefix(reason, "psk identity"):
-				desc = dtlspsk.AlertUnknownPSKIdentity
-			case reason == "registry unavailable":
-				desc = dtlspsk.AlertInternalError
+			desc := dtlspsk.AlertInternalError
+			if r := endpoint.AsRefusal(err); r != nil {
+				desc = r.Alert
 			}
 			return nil, fmt.Errorf("%w: %w", err, &dtlspsk.AlertError{Level: dtlspsk.AlertFatal, Description: desc})
 		},
@@ -187,7 +211,7 @@ func (hs *handshakeState) psk(identity []byte) ([]byte, error) {
 	hs.mu.Unlock()
 	dev, proj, err := registry.ParsePSKIdentity(id)
 	if err != nil {
-		return nil, hs.reject("psk identity malformed: want <device-id>@<project-id>")
+		return nil, hs.reject(endpoint.RefusePSK(endpoint.RefusedUnknownIdentity, "psk identity malformed: want <device-id>@<project-id>", err))
 	}
 	hs.mu.Lock()
 	hs.project, hs.device = proj, dev
@@ -197,19 +221,19 @@ func (hs *handshakeState) psk(identity []byte) ([]byte, error) {
 	cred, device, err := hs.srv.reg.PSKByIdentity(ctx, id)
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
-		return nil, hs.reject("psk identity unknown")
+		return nil, hs.reject(endpoint.RefusePSK(endpoint.RefusedUnknownIdentity, "psk identity unknown", err))
 	case err != nil:
 		hs.srv.log.Error("psk lookup", "err", err)
-		return nil, hs.reject("registry unavailable")
+		return nil, hs.reject(endpoint.RefusePSK(endpoint.RefusedUnavailable, "registry unavailable", err))
 	}
 	hs.mu.Lock()
 	hs.project, hs.device, hs.credID, hs.lastSeen = device.Project, device.ID, cred.ID, device.LastSeen
 	hs.mu.Unlock()
 	if device.Disabled {
-		return nil, hs.reject("device disabled")
+		return nil, hs.reject(endpoint.RefusePSK(endpoint.RefusedDisabled, "device disabled", nil))
 	}
 	if cred.State != registry.StateActive {
-		return nil, hs.reject("psk credential " + string(cred.State))
+		return nil, hs.reject(endpoint.RefusePSK(endpoint.StateKind(cred.State), "psk credential "+string(cred.State), nil))
 	}
 	return cred.PSK, nil
 }
@@ -226,9 +250,9 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	certs, err := fakeca.ParseChain(raw)
 	switch {
 	case errors.Is(err, fakeca.ErrNoCert):
-		return hs.reject("no client certificate")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedNoCertificate, "no client certificate", err))
 	case err != nil:
-		return hs.reject("client certificate malformed")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "client certificate malformed", err))
 	}
 	leaf := certs[0]
 	fp := fakeca.Fingerprint(leaf.Raw)
@@ -236,17 +260,17 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	hs.credential = fp
 	hs.mu.Unlock()
 	if len(leaf.Subject.Organization) != 1 || leaf.Subject.CommonName == "" {
-		return hs.reject("certificate subject must have one O (project) and a CN (device)")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "certificate subject must have one O (project) and a CN (device)", nil))
 	}
 	project, device := leaf.Subject.Organization[0], leaf.Subject.CommonName
 	hs.mu.Lock()
 	hs.project, hs.device = endpoint.Printable(project), endpoint.Printable(device)
 	hs.mu.Unlock()
 	if err := registry.ValidID(project); err != nil {
-		return hs.reject("certificate O is not a valid project id")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "certificate O is not a valid project id", err))
 	}
 	if err := registry.ValidID(device); err != nil {
-		return hs.reject("certificate CN is not a valid device id")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "certificate CN is not a valid device id", err))
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), hs.srv.opts.HandshakeTimeout)
@@ -254,9 +278,9 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	reg := hs.srv.reg
 	if _, err := reg.Project(ctx, project); err != nil {
 		if errors.Is(err, registry.ErrNotFound) {
-			return hs.reject("unknown project " + project)
+			return hs.reject(endpoint.Refuse(endpoint.RefusedUnknownProject, "unknown project "+project, err))
 		}
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	}
 	known, err := reg.CertificateByFingerprint(ctx, fp)
 	switch {
@@ -265,22 +289,22 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 		hs.newCert = true
 		hs.mu.Unlock()
 	case err != nil:
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	default:
 		if known.Project != project || known.Device != device {
-			return hs.reject("certificate registered to another device")
+			return hs.reject(endpoint.Refuse(endpoint.RefusedWrongDevice, "certificate registered to another device", nil))
 		}
 		hs.mu.Lock()
 		hs.credID = known.ID
 		hs.mu.Unlock()
 		if known.State != registry.StateActive {
-			return hs.reject("certificate " + string(known.State))
+			return hs.reject(endpoint.Refuse(endpoint.StateKind(known.State), "certificate "+string(known.State), nil))
 		}
 	}
 
 	trusted, err := reg.TrustedRoots(ctx, project)
 	if err != nil {
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	}
 	roots := make([]*x509.Certificate, 0, len(trusted)+1)
 	for _, tr := range trusted {
@@ -295,7 +319,7 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 		roots = append(roots, hs.srv.opts.Authority.Root.Root())
 	}
 	if len(roots) == 0 {
-		return hs.reject("project " + project + " trusts no root")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedUntrusted, "project "+project+" trusts no root", nil))
 	}
 	// Devices often send only their leaf; the cloud's own intermediates
 	// help build the chain (they are not trust anchors: the chain must
@@ -306,16 +330,16 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 	}
 	chain, err := hs.srv.verifier.Verify(pool, roots, hs.srv.now())
 	if err != nil {
-		return hs.reject("certificate rejected: " + verifyReason(err))
+		return hs.reject(endpoint.Refuse(verifyKind(err), "certificate rejected: "+verifyReason(err, hs.srv.now()), err))
 	}
 	// Revocation: every certificate of the chain below the root.
 	switch i, err := reg.RevokedInChain(ctx, chain); {
 	case err != nil:
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	case i == 0:
-		return hs.reject("certificate revoked")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedRevoked, "certificate revoked", nil))
 	case i > 0:
-		return hs.reject("issuing CA certificate revoked: " + chain[i].Subject.CommonName)
+		return hs.reject(endpoint.Refuse(endpoint.RefusedRevoked, "issuing CA certificate revoked: "+chain[i].Subject.CommonName, nil))
 	}
 	dev, err := reg.Device(ctx, project, device)
 	switch {
@@ -324,9 +348,9 @@ func (hs *handshakeState) verifyCert(raw [][]byte, _ [][]*x509.Certificate) erro
 		hs.newDevice = true
 		hs.mu.Unlock()
 	case err != nil:
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	case dev.Disabled:
-		return hs.reject("device disabled")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedDisabled, "device disabled", nil))
 	}
 	hs.mu.Lock()
 	hs.chain = chain
@@ -389,12 +413,39 @@ func (s *Server) admit(ctx context.Context, hs *handshakeState) (Peer, error) {
 // seen time.
 const lastSeenResolution = time.Second
 
-func verifyReason(err error) string {
+// unavailable is the refusal of a handshake the registry could not
+// answer.
+func unavailable(err error) *endpoint.Refusal {
+	return endpoint.Refuse(endpoint.RefusedUnavailable, "registry unavailable", err)
+}
+
+// verifyKind classifies a chain that did not verify.
+func verifyKind(err error) endpoint.RefusalKind {
+	var inv x509.CertificateInvalidError
+	switch {
+	case errors.Is(err, fakeca.ErrExpired):
+		return endpoint.RefusedExpired
+	case errors.Is(err, fakeca.ErrNotYetValid):
+		return endpoint.RefusedNotYetValid
+	case errors.Is(err, fakeca.ErrUnknownAuthority):
+		return endpoint.RefusedUntrusted
+	case errors.As(err, &inv) && inv.Reason == x509.Expired:
+		return endpoint.RefusedExpired
+	}
+	var ua x509.UnknownAuthorityError
+	if errors.As(err, &ua) {
+		return endpoint.RefusedUntrusted
+	}
+	return endpoint.RefusedBadCertificate
+}
+
+// verifyReason says why a chain did not verify at now.
+func verifyReason(err error, now time.Time) string {
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) {
 		switch inv.Reason {
 		case x509.Expired:
-			if strings.Contains(inv.Detail, "is before") {
+			if inv.Cert != nil && now.Before(inv.Cert.NotBefore) {
 				return "not yet valid"
 			}
 			return "expired"
@@ -419,5 +470,12 @@ func serialHex(c *x509.Certificate) string {
 func (s *Server) revalidate(ctx context.Context, p Peer) string {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
-	return s.reg.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain)
+	if r := endpoint.Recheck(ctx, s.reg, p.Project, p.Device, p.CredentialID, p.Chain, credentialState); r != nil {
+		return r.Text
+	}
+	return ""
 }
+
+// credentialState names a PSK or certificate credential refused for its
+// state.
+func credentialState(st registry.CredState) string { return "credential " + string(st) }

@@ -2,7 +2,6 @@ package coap
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -66,8 +65,6 @@ func transferKey(r *pool.Message, path string) string {
 	tag, _ := r.GetOptionBytes(OptionRequestTag)
 	return fmt.Sprintf("%s %s %x", r.Code(), path, tag)
 }
-
-var errBlock = errors.New("block-wise")
 
 // serve is go-coap's handler: it authenticates the session, reassembles
 // Block1 uploads, runs the resource handler once per request, and splits a

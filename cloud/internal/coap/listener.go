@@ -173,7 +173,8 @@ var firstBufs = sync.Pool{New: func() any { return new([8192]byte) }}
 // DTLS PSK server (internal/dtlspsk) when the client offers only PSK
 // suites it implements, so that an established PSK session costs a few
 // KiB and no goroutine of its own; pion otherwise (certificates, or a PSK
-// client that could also take a certificate suite).
+// client that could also take a certificate suite), and always when
+// Options.PSKStack is PSKStackPion.
 func (l *listener) handshake(nc net.Conn) {
 	raddr := nc.RemoteAddr()
 	checks := l.srv.checks.Load() // before any registry read of this handshake
@@ -191,13 +192,15 @@ func (l *listener) handshake(nc net.Conn) {
 	}
 	first := buf[:n]
 	var conn net.Conn
-	if ch, perr := dtlspsk.ParseClientHello(first); perr == nil && l.srv.pskOnly(ch) {
+	if l.srv.ownPSK(first) {
+		l.srv.ownHandshakes.Add(1)
 		conn, err = dtlspsk.Server(ctx, nc, first, l.srv.pskServerConfig(hs))
 		firstBufs.Put(buf)
 		if errors.Is(err, dtlspsk.ErrKeyMismatch) {
 			hs.decryptFailure()
 		}
 	} else {
+		l.srv.pionHandshakes.Add(1)
 		conn, err = l.pionHandshake(ctx, nc, append([]byte(nil), first...), hs)
 		firstBufs.Put(buf)
 	}
@@ -240,9 +243,9 @@ func (l *listener) handshake(nc net.Conn) {
 // pionHandshake runs pion's server over nc, first being the datagram
 // already read from it.
 func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte, hs *handshakeState) (*dtls.Conn, error) {
-	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first})
+	pc := dtlsnet.PacketConnFromConn(&replayConn{Conn: nc, first: first, hs: hs})
 	raddr := nc.RemoteAddr()
-	conn, err := dtls.Server(pc, raddr, l.srv.dtlsConfig(hs))
+	conn, err := dtls.ServerWithOptions(pc, raddr, l.srv.dtlsOptions(hs)...)
 	if err != nil {
 		l.srv.log.Warn("dtls server", "remote", raddr.String(), "err", err)
 		return nil, err
@@ -265,11 +268,40 @@ func (l *listener) pionHandshake(ctx context.Context, nc net.Conn, first []byte,
 	return conn, nil
 }
 
-// replayConn returns first from its first Read, then reads nc.
+// replayConn returns first from its first Read, then reads nc. It gives
+// pion's fatal alert during the handshake the description of the refusal
+// that caused it: pion ends every refusal of its PSK callback with
+// internal_error and of its certificate callback with bad_certificate.
 type replayConn struct {
 	net.Conn
 	mu    sync.Mutex
 	first []byte
+	hs    *handshakeState
+}
+
+// Write sends b, a datagram of pion's.
+func (r *replayConn) Write(b []byte) (int, error) {
+	if isPlainFatalAlert(b) {
+		if ref := r.hs.getRefusal(); ref != nil && b[alertDescOffset] != byte(ref.Alert) {
+			b = append([]byte(nil), b...)
+			b[alertDescOffset] = byte(ref.Alert)
+		}
+	}
+	return r.Conn.Write(b)
+}
+
+// alertDescOffset is the offset of the description byte in a datagram
+// that starts with an alert record (13-byte DTLS record header, then the
+// level).
+const alertDescOffset = 14
+
+// isPlainFatalAlert reports whether datagram b starts with a fatal alert
+// record of epoch 0 (the handshake's, sent in the clear).
+func isPlainFatalAlert(b []byte) bool {
+	return len(b) > alertDescOffset && b[0] == byte(protocol.ContentTypeAlert) &&
+		b[3] == 0 && b[4] == 0 && // epoch 0
+		b[11] == 0 && b[12] == 2 && // length 2
+		b[13] == 2 // fatal
 }
 
 func (r *replayConn) Read(b []byte) (int, error) {

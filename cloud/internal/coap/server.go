@@ -56,13 +56,31 @@ type Options struct {
 	// CertValidity is the validity of certificates issued over EST;
 	// default 365 days.
 	CertValidity time.Duration
-	Now          func() time.Time
+	// PSKStack names the DTLS implementation that serves PSK clients;
+	// default PSKStackCredloop.
+	PSKStack PSKStack
+	Now      func() time.Time
 	// Rand is the randomness of handshakes and issued serials (default
 	// crypto/rand); concurrent handshakes share it, so it must be safe
 	// for concurrent use.
 	Rand   io.Reader
 	Logger *slog.Logger
 }
+
+// PSKStack names the DTLS implementation that serves PSK clients.
+type PSKStack string
+
+const (
+	// PSKStackCredloop: credloop's own DTLS 1.2 PSK server
+	// (internal/dtlspsk) serves every PSK client whose first acceptable
+	// suite is AES-128-GCM, CCM or CCM_8; pion serves the others.
+	PSKStackCredloop PSKStack = "credloop"
+	// PSKStackPion: pion/dtls serves every client.
+	PSKStackPion PSKStack = "pion"
+)
+
+// ErrPSKStack is returned by Listen for an unknown Options.PSKStack.
+var ErrPSKStack = errors.New("coap: unknown DTLS PSK stack")
 
 // Server is a running CoAP/DTLS endpoint.
 type Server struct {
@@ -81,12 +99,28 @@ type Server struct {
 	// unchanged from before its registry checks until its session is
 	// visible to them needs no second look at the registry.
 	checks atomic.Uint64
+	// ownHandshakes and pionHandshakes count the handshakes each DTLS
+	// implementation was given.
+	ownHandshakes, pionHandshakes atomic.Uint64
+}
+
+// Handshakes reports how many handshakes credloop's own PSK server and
+// pion were given since Listen.
+func (s *Server) Handshakes() (own, pion uint64) {
+	return s.ownHandshakes.Load(), s.pionHandshakes.Load()
 }
 
 // Listen binds the endpoint and starts serving. Close stops it.
 func Listen(opts Options) (*Server, error) {
 	if opts.Registry == nil || opts.Authority == nil {
 		return nil, errors.New("coap: Options.Registry and Options.Authority are required")
+	}
+	switch opts.PSKStack {
+	case "":
+		opts.PSKStack = PSKStackCredloop
+	case PSKStackCredloop, PSKStackPion:
+	default:
+		return nil, fmt.Errorf("%w %q (want %q or %q)", ErrPSKStack, string(opts.PSKStack), PSKStackCredloop, PSKStackPion)
 	}
 	if opts.Addr == "" {
 		opts.Addr = "127.0.0.1:0"
@@ -132,6 +166,7 @@ func Listen(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.l = l
+	s.log.Debug("listening", "addr", l.parent.Addr().String(), "psk_stack", string(opts.PSKStack))
 	s.coap = server.New(
 		options.WithHandlerFunc(udpClient.HandlerFunc(s.serve)),
 		options.WithRequestMonitor(udpClient.RequestMonitorFunc(s.monitor)),

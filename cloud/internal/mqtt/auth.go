@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
 	"sync"
 
 	"github.com/credloop/credloop/cloud/internal/endpoint"
@@ -36,7 +35,7 @@ type handshake struct {
 	device     string
 	credential string
 	credID     int64
-	reason     string // set when verification rejected the peer
+	refusal    *endpoint.Refusal // set when verification rejected the peer
 	chain      []*x509.Certificate
 	ca         registry.CARegistration // the registered CA the chain verified to; zero for the cloud's own
 	known      bool                    // the registry holds the leaf
@@ -50,8 +49,9 @@ func (s *Server) tlsConfig(hs *handshake) *tls.Config {
 		Certificates: []tls.Certificate{s.serverCert},
 		MinVersion:   tls.VersionTLS12,
 		// The chain is verified by hs.verify against the registry, with
-		// the cloud's clock.
-		ClientAuth:            tls.RequireAnyClientCert,
+		// the cloud's clock; hs.verify also refuses a client that sent
+		// no certificate, so that the refusal is its own.
+		ClientAuth:            tls.RequestClientCert,
 		VerifyPeerCertificate: hs.verify,
 		// A resumed session would skip the verification.
 		SessionTicketsDisabled: true,
@@ -74,12 +74,20 @@ func (s *Server) caCert(ca registry.CARegistration) (*x509.Certificate, error) {
 	return c, nil
 }
 
-func (hs *handshake) reject(reason string) error {
+// reject records why verification refused the peer and returns it as the
+// verification's error.
+func (hs *handshake) reject(r *endpoint.Refusal) error {
 	hs.mu.Lock()
-	hs.reason = reason
+	hs.refusal = r
 	hs.decision = decideRefuse
 	hs.mu.Unlock()
-	return errors.New(reason)
+	return r
+}
+
+// unavailable is the refusal of a connection the registry could not
+// answer.
+func unavailable(err error) *endpoint.Refusal {
+	return endpoint.Refuse(endpoint.RefusedUnavailable, "registry unavailable", err)
 }
 
 func (hs *handshake) getDecision() decision {
@@ -102,21 +110,19 @@ func (hs *handshake) release() {
 // fail records a failed handshake with the best reason known.
 func (hs *handshake) fail(err error) {
 	hs.mu.Lock()
-	reason := hs.reason
+	ref := hs.refusal
 	ev := registry.Event{Project: hs.project, Device: hs.device, Credential: hs.credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail}
 	hs.mu.Unlock()
-	if reason == "" {
-		switch {
-		case strings.Contains(err.Error(), "didn't provide a certificate"):
-			reason = "no client certificate"
-		default:
-			reason = "handshake failed: " + endpoint.Printable(err.Error())
-		}
+	if ref == nil {
+		ref = endpoint.Refuse(endpoint.RefusedHandshake, "handshake failed: "+endpoint.Printable(err.Error()), err)
 	}
-	ev.Reason = reason
+	ev.Reason = ref.Text
+	if f := hs.srv.testRefused.Load(); f != nil {
+		(*f)(ref)
+	}
 	hs.srv.record(ev)
 	hs.srv.log.Info("connection refused", "remote", hs.remote.String(), "project", ev.Project, "device", ev.Device,
-		"credential", short(ev.Credential), "reason", reason)
+		"credential", short(ev.Credential), "reason", ref.Text, "mqtt_code", ref.MQTTCode)
 }
 
 func (hs *handshake) peer() Peer {
@@ -146,9 +152,9 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	certs, err := fakeca.ParseChain(raw)
 	switch {
 	case errors.Is(err, fakeca.ErrNoCert):
-		return hs.reject("no client certificate")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedNoCertificate, "no client certificate", err))
 	case err != nil:
-		return hs.reject("client certificate malformed")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "client certificate malformed", err))
 	}
 	leaf := certs[0]
 	fp := fakeca.Fingerprint(leaf.Raw)
@@ -173,7 +179,7 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	reg := srv.reg
 	known, err := reg.CertificateByFingerprint(ctx, fp)
 	if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	}
 	isKnown := err == nil
 	if !isKnown || known.State == registry.StatePendingActivation {
@@ -181,14 +187,14 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 		// serialize with any other connection of it, then look again.
 		unlock, err := srv.jit.lock(ctx, fp)
 		if err != nil {
-			return hs.reject("timed out waiting for another connection of this certificate")
+			return hs.reject(endpoint.Refuse(endpoint.RefusedUnavailable, "timed out waiting for another connection of this certificate", err))
 		}
 		hs.mu.Lock()
 		hs.unlock = unlock
 		hs.mu.Unlock()
 		known, err = reg.CertificateByFingerprint(ctx, fp)
 		if err != nil && !errors.Is(err, registry.ErrNotFound) {
-			return hs.reject("registry unavailable")
+			return hs.reject(unavailable(err))
 		}
 		isKnown = err == nil
 	}
@@ -203,7 +209,7 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 
 	cas, err := reg.CARegistrations(ctx, "")
 	if err != nil {
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	}
 	active := map[string]registry.CARegistration{}
 	var roots, inactive, pool []*x509.Certificate
@@ -235,15 +241,15 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	now := srv.now()
 	chain, err := srv.verifier.Verify(append([]*x509.Certificate{leaf}, pool...), roots, now)
 	if err != nil {
-		return hs.reject(hs.chainReason(err, leaf, pool, inactive, isKnown))
+		return hs.reject(hs.chainRefusal(err, leaf, pool, inactive, isKnown))
 	}
 	switch i, err := reg.RevokedInChain(ctx, chain); {
 	case err != nil:
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	case i == 0:
-		return hs.reject("certificate revoked")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedRevoked, "certificate revoked", nil))
 	case i > 0:
-		return hs.reject("issuing CA certificate revoked: " + endpoint.Printable(chain[i].Subject.CommonName))
+		return hs.reject(endpoint.Refuse(endpoint.RefusedRevoked, "issuing CA certificate revoked: "+endpoint.Printable(chain[i].Subject.CommonName), nil))
 	}
 	// The registered CA nearest the leaf anchors the chain.
 	var anchor registry.CARegistration
@@ -273,19 +279,19 @@ func (hs *handshake) verify(raw [][]byte, _ [][]*x509.Certificate) error {
 	switch anchor.Mode {
 	case registry.CAModeJITP, registry.CAModeJITR:
 	default:
-		return hs.reject("certificate not registered (its CA does not allow auto-registration)")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedNotRegistered, "certificate not registered (its CA does not allow auto-registration)", nil))
 	}
 	cn := leaf.Subject.CommonName
 	if err := registry.ValidID(cn); err != nil {
-		return hs.reject("certificate CN is not a valid thing name")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "certificate CN is not a valid thing name", err))
 	}
 	hs.mu.Lock()
 	hs.project, hs.device = anchor.Project, cn
 	hs.mu.Unlock()
 	if d, err := reg.Device(ctx, anchor.Project, cn); err == nil && d.Disabled {
-		return hs.reject("device disabled")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedDisabled, "device disabled", nil))
 	} else if err != nil && !errors.Is(err, registry.ErrNotFound) {
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	}
 	hs.mu.Lock()
 	hs.role, hs.decision = RoleDevice, decideRegister
@@ -298,14 +304,14 @@ func (hs *handshake) decideKnown(ctx context.Context, known registry.Credential,
 	switch known.State {
 	case registry.StateActive:
 	case registry.StateRevoked:
-		return hs.reject("certificate revoked")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedRevoked, "certificate revoked", nil))
 	case registry.StatePendingActivation:
 		if (anchor.Mode == registry.CAModeJITP || anchor.Mode == registry.CAModeJITR) && anchor.Project == known.Project {
 			// AWS announces the registration again and closes.
 			if known.Device == "" {
 				cn := hs.chain[0].Subject.CommonName
-				if registry.ValidID(cn) != nil {
-					return hs.reject("certificate CN is not a valid thing name")
+				if err := registry.ValidID(cn); err != nil {
+					return hs.reject(endpoint.Refuse(endpoint.RefusedBadCertificate, "certificate CN is not a valid thing name", err))
 				}
 				hs.mu.Lock()
 				hs.device = cn
@@ -316,21 +322,21 @@ func (hs *handshake) decideKnown(ctx context.Context, known registry.Credential,
 			hs.mu.Unlock()
 			return nil
 		}
-		return hs.reject("certificate PENDING_ACTIVATION")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedPendingActivation, pendingActivation, nil))
 	default:
-		return hs.reject("certificate " + string(known.State))
+		return hs.reject(endpoint.Refuse(endpoint.StateKind(known.State), "certificate "+string(known.State), nil))
 	}
 	if known.Device == "" {
-		return hs.reject("certificate not attached to a thing")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedUnknownDevice, "certificate not attached to a thing", nil))
 	}
 	d, err := hs.srv.reg.Device(ctx, known.Project, known.Device)
 	switch {
 	case errors.Is(err, registry.ErrNotFound):
-		return hs.reject("thing " + known.Device + " not found")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedUnknownDevice, "thing "+known.Device+" not found", err))
 	case err != nil:
-		return hs.reject("registry unavailable")
+		return hs.reject(unavailable(err))
 	case d.Disabled:
-		return hs.reject("device disabled")
+		return hs.reject(endpoint.Refuse(endpoint.RefusedDisabled, "device disabled", nil))
 	}
 	hs.mu.Lock()
 	hs.role, hs.decision = RoleDevice, decideConnect
@@ -338,35 +344,40 @@ func (hs *handshake) decideKnown(ctx context.Context, known registry.Credential,
 	return nil
 }
 
-// chainReason explains a chain that did not verify.
-func (hs *handshake) chainReason(err error, leaf *x509.Certificate, pool, inactive []*x509.Certificate, known bool) string {
+// pendingActivation is the reason of a refused connection whose
+// certificate is PENDING_ACTIVATION.
+const pendingActivation = "certificate PENDING_ACTIVATION"
+
+// chainRefusal explains a chain that did not verify.
+func (hs *handshake) chainRefusal(err error, leaf *x509.Certificate, pool, inactive []*x509.Certificate, known bool) *endpoint.Refusal {
+	refuse := func(k endpoint.RefusalKind, text string) *endpoint.Refusal { return endpoint.Refuse(k, text, err) }
 	switch {
 	case errors.Is(err, fakeca.ErrExpired):
-		if strings.Contains(err.Error(), "issuer of") {
-			return "issuing CA certificate expired"
+		if errors.Is(err, fakeca.ErrIssuerNotValid) {
+			return refuse(endpoint.RefusedExpired, "issuing CA certificate expired")
 		}
-		return "certificate expired"
+		return refuse(endpoint.RefusedExpired, "certificate expired")
 	case errors.Is(err, fakeca.ErrNotYetValid):
-		return "certificate not yet valid"
+		return refuse(endpoint.RefusedNotYetValid, "certificate not yet valid")
 	case errors.Is(err, fakeca.ErrUnknownAuthority):
 		t := hs.srv.now()
 		if len(inactive) > 0 {
 			if _, e := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), inactive, t); e == nil {
-				return "signed by a CA whose registration is INACTIVE"
+				return refuse(endpoint.RefusedUntrusted, "signed by a CA whose registration is INACTIVE")
 			}
 		}
 		if !known {
 			if _, e := fakeca.VerifyClient(append([]*x509.Certificate{leaf}, pool...), []*x509.Certificate{hs.srv.opts.Authority.Root.Root()}, t); e == nil {
-				return "certificate not registered"
+				return refuse(endpoint.RefusedNotRegistered, "certificate not registered")
 			}
 		}
-		return "signed by an unregistered CA"
+		return refuse(endpoint.RefusedUntrusted, "signed by an unregistered CA")
 	}
 	var inv x509.CertificateInvalidError
 	if errors.As(err, &inv) && inv.Reason == x509.IncompatibleUsage {
-		return "certificate not valid for client authentication"
+		return refuse(endpoint.RefusedBadCertificate, "certificate not valid for client authentication")
 	}
-	return "certificate rejected: " + endpoint.Printable(err.Error())
+	return refuse(endpoint.RefusedBadCertificate, "certificate rejected: "+endpoint.Printable(err.Error()))
 }
 
 // revalidate reports why an established peer may no longer be connected
@@ -375,11 +386,8 @@ func (hs *handshake) chainReason(err error, leaf *x509.Certificate, pool, inacti
 func (s *Server) revalidate(ctx context.Context, p Peer) string {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.HandshakeTimeout)
 	defer cancel()
-	if why := s.reg.StillValid(ctx, p.Project, p.Device, p.CredentialID, p.Chain); why != "" {
-		if why == "credential "+string(registry.StateRevoked) {
-			return "certificate revoked"
-		}
-		return strings.Replace(why, "credential ", "certificate ", 1)
+	if r := endpoint.Recheck(ctx, s.reg, p.Project, p.Device, p.CredentialID, p.Chain, certificateState); r != nil {
+		return r.Text
 	}
 	if p.CA != "" {
 		if ca, err := s.reg.CARegistrationByID(ctx, p.CA); err == nil && !ca.Active {
@@ -389,6 +397,14 @@ func (s *Server) revalidate(ctx context.Context, p Peer) string {
 		}
 	}
 	return ""
+}
+
+// certificateState names a certificate refused for its state.
+func certificateState(st registry.CredState) string {
+	if st == registry.StateRevoked {
+		return "certificate revoked"
+	}
+	return "certificate " + string(st)
 }
 
 func serialHex(c *x509.Certificate) string { return fmt.Sprintf("%x", c.SerialNumber) }

@@ -91,7 +91,7 @@ func (s *Server) announce(ctx context.Context, hs *handshake) bool {
 		s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventMQTTRegistered, Outcome: registry.OutcomeOK, Reason: string(payload)})
 	}
 	s.record(registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventAuthMQTT, Outcome: registry.OutcomeFail,
-		Reason: "certificate PENDING_ACTIVATION"})
+		Reason: pendingActivation})
 	s.log.Info("certificate registered on connect, closed without CONNACK", "project", p.Project, "thing", p.Device,
 		"credential", short(p.Credential), "ca", short(ca.ID), "mode", string(ca.Mode))
 	return true

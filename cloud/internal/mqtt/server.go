@@ -115,6 +115,9 @@ type Server struct {
 	// testEnded, when set, runs when a connection handed to the broker
 	// is over (its will, if any, published).
 	testEnded atomic.Pointer[func(Peer)]
+	// testRefused, when set, is given the refusal of each failed
+	// handshake.
+	testRefused atomic.Pointer[func(*endpoint.Refusal)]
 
 	mu        sync.Mutex
 	changed   chan struct{} // closed and replaced when sessions or subscriptions change
