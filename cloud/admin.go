@@ -59,8 +59,12 @@ type AdminOptions struct {
 	// Origin, when set, ends the reason of every event the admin records
 	// ("by credloop CLI"), so the log tells who made a change.
 	Origin string
-	Now    func() time.Time
-	Rand   io.Reader
+	// Now is the clock of issued certificates, revocations and events;
+	// default time.Now.
+	Now func() time.Time
+	// Rand is the source of keys, serials and PSKs; default crypto/rand.
+	Rand io.Reader
+	// Logger receives the admin's logs (never a secret); default none.
 	Logger *slog.Logger
 }
 
@@ -75,10 +79,14 @@ type AdminOptions struct {
 // event log. An Admin from (*Cloud).Admin also drops the live sessions of
 // its cloud at once.
 //
-// The registry offers no transaction spanning several of its writes, so
-// an operation makes its change first and records its events after: an
-// event that cannot be recorded leaves the change made, and is reported
-// by Warnings. An Admin is safe for concurrent use.
+// The changes that end live sessions (disable, deactivate, PSK and
+// certificate revocation, CA deactivation) and activation commit in one
+// transaction with their event, so a cloud in another process can never
+// miss one. Operations made of several registry writes (adding a device
+// with its PSKs, issuing and registering a certificate) record their
+// events after the change: an event that cannot be recorded then leaves
+// the change made, and is reported by Warnings. An Admin is safe for
+// concurrent use.
 type Admin struct {
 	reg    *registry.Registry
 	dir    string

@@ -588,16 +588,21 @@ func (a *Admin) revoke(ctx context.Context, issuer *x509.Certificate, issuerFP, 
 			cands = append(cands, cr)
 		}
 	}
-	rev, err := a.reg.Revoke(ctx, issuerFP, serial, reason)
+	// The revocation and its ca.revoke event commit together: a cloud in
+	// another process that follows the log re-checks its live sessions
+	// after that event, so no revocation can be stored without reaching
+	// them. The per-credential events below only tell of it.
+	var evs []registry.Event
+	if !already {
+		evs = append(evs, registry.Event{Kind: registry.EventCARevoke, Credential: "serial:" + serial,
+			Reason: a.reason("serial %s of %s %.8s revoked (%s)", serial, issuerName, issuerFP, RevocationReasonName(reason))})
+	}
+	rev, err := a.reg.Revoke(ctx, issuerFP, serial, reason, evs...)
 	if err != nil {
 		return out, err
 	}
 	out.Reason, out.Time, out.Already = rev.Reason, rev.Time, already
 	defer a.enforce(ctx, "revocation")
-	if !already {
-		a.record(ctx, registry.Event{Kind: registry.EventCARevoke, Credential: "serial:" + serial,
-			Reason: a.reason("serial %s of %s %.8s revoked (%s)", serial, issuerName, issuerFP, RevocationReasonName(reason))})
-	}
 	// A revoked CA certificate that is registered for MQTT (JITP, JITR,
 	// claim) stops anchoring connections: its registration is
 	// deactivated, as AWS does for a revoked CA certificate.
@@ -611,13 +616,13 @@ func (a *Admin) revoke(ctx context.Context, issuer *x509.Certificate, issuerFP, 
 			if perr != nil || !cr.Active || fmt.Sprintf("%x", ca.SerialNumber) != serial || ca.CheckSignatureFrom(issuer) != nil {
 				continue
 			}
-			if err := a.reg.SetCAActive(ctx, cr.ID, false); err != nil {
+			ev := registry.Event{Project: cr.Project, Credential: cr.ID, Kind: registry.EventCADeactivated,
+				Reason: a.reason("registered CA %s revoked (%s)", ca.Subject.CommonName, RevocationReasonName(reason))}
+			if err := a.reg.SetCAActive(ctx, cr.ID, false, ev); err != nil {
 				return out, err
 			}
 			cr.Active = false
 			out.Deactivated = append(out.Deactivated, cr)
-			a.record(ctx, registry.Event{Project: cr.Project, Credential: cr.ID, Kind: registry.EventCADeactivated,
-				Reason: a.reason("registered CA %s revoked (%s)", ca.Subject.CommonName, RevocationReasonName(reason))})
 		}
 	}
 	for _, cr := range cands {
@@ -764,15 +769,15 @@ func (a *Admin) RegisterCA(ctx context.Context, o RegisterCAOptions) (Registered
 	for i, cert := range o.Certs {
 		cr, err := a.reg.RegisterCA(ctx, o.Project, cert.Raw, o.Mode, o.Template)
 		if err == nil {
-			err = a.reg.SetCAActive(ctx, cr.ID, !o.Inactive)
+			ev := registry.Event{Project: o.Project, Credential: cr.ID, Kind: registry.EventCARegistered,
+				Reason: a.reason("registered %s mode %s template %q %s", cr.Subject, o.Mode, o.Template, status)}
+			err = a.reg.SetCAActive(ctx, cr.ID, !o.Inactive, ev)
 			cr.Active = !o.Inactive
 		}
 		if err != nil {
 			return out, &CertError{Index: i, Count: len(o.Certs), Subject: cert.Subject.String(), Err: err}
 		}
 		out.Registrations = append(out.Registrations, cr)
-		a.record(ctx, registry.Event{Project: o.Project, Credential: cr.ID, Kind: registry.EventCARegistered,
-			Reason: a.reason("registered %s mode %s template %q %s", cr.Subject, o.Mode, o.Template, status)})
 	}
 	return out, nil
 }

@@ -163,12 +163,12 @@ func (a *Admin) RevokePSK(ctx context.Context, project, device, identity string)
 		if c.State == registry.StateRevoked {
 			return c, true, nil
 		}
-		if err := a.reg.SetCredentialState(ctx, c.ID, registry.StateRevoked); err != nil {
+		ev := registry.Event{Project: project, Device: device, Credential: c.PSKIdentity, Kind: registry.EventCredentialRevoked,
+			Reason: a.reason("psk %s fp=%s revoked", c.PSKIdentity, short(c.Fingerprint, 8))}
+		if err := a.reg.SetCredentialState(ctx, c.ID, registry.StateRevoked, ev); err != nil {
 			return c, false, err
 		}
 		c.State = registry.StateRevoked
-		a.record(ctx, registry.Event{Project: project, Device: device, Credential: c.PSKIdentity, Kind: registry.EventCredentialRevoked,
-			Reason: a.reason("psk %s fp=%s revoked", c.PSKIdentity, short(c.Fingerprint, 8))})
 		a.enforce(ctx, "psk revoked")
 		return c, false, nil
 	}
@@ -260,14 +260,14 @@ func (a *Admin) setDisabled(ctx context.Context, project, id string, disabled bo
 	if d.Disabled == disabled {
 		return false, nil
 	}
-	if err := a.reg.SetDeviceDisabled(ctx, project, id, disabled); err != nil {
-		return false, err
-	}
 	kind := registry.EventDeviceEnabled
 	if disabled {
 		kind = registry.EventDeviceDisabled
 	}
-	a.record(ctx, registry.Event{Project: project, Device: id, Kind: kind, Reason: a.reason("")})
+	ev := registry.Event{Project: project, Device: id, Kind: kind, Reason: a.reason("")}
+	if err := a.reg.SetDeviceDisabled(ctx, project, id, disabled, ev); err != nil {
+		return false, err
+	}
 	if disabled {
 		a.enforce(ctx, "device disabled")
 	}
@@ -332,16 +332,16 @@ func (a *Admin) setCertState(ctx context.Context, id string, to registry.CredSta
 	case registry.StateRevoked:
 		return ch, fmt.Errorf("%w: certificate %s of %s/%s", ErrFinal, c.Fingerprint, c.Project, c.Device)
 	}
-	if err := a.reg.SetCredentialState(ctx, c.ID, to); err != nil {
-		return ch, err
-	}
-	ch.Credential.State, ch.Changed = to, true
 	kind := registry.EventCertDeactivated
 	if to == registry.StateActive {
 		kind = registry.EventCertActivated
 	}
-	a.record(ctx, registry.Event{Project: c.Project, Device: c.Device, Credential: c.Fingerprint, Kind: kind,
-		Reason: a.reason("%s -> %s", c.State, to)})
+	ev := registry.Event{Project: c.Project, Device: c.Device, Credential: c.Fingerprint, Kind: kind,
+		Reason: a.reason("%s -> %s", c.State, to)}
+	if err := a.reg.SetCredentialState(ctx, c.ID, to, ev); err != nil {
+		return ch, err
+	}
+	ch.Credential.State, ch.Changed = to, true
 	if to != registry.StateActive {
 		a.enforce(ctx, "certificate deactivated")
 	}

@@ -192,13 +192,14 @@ func (r *Registry) CARegistrations(ctx context.Context, project string) ([]CAReg
 }
 
 // SetCAActive activates or deactivates a CA registration (AWS
-// UpdateCACertificate ACTIVE/INACTIVE).
-func (r *Registry) SetCAActive(ctx context.Context, id string, active bool) error {
+// UpdateCACertificate ACTIVE/INACTIVE). The events evs are recorded in the
+// same transaction (see Record).
+func (r *Registry) SetCAActive(ctx context.Context, id string, active bool, evs ...Event) error {
 	nid, err := NormalizeFingerprint(id)
 	if err != nil {
 		return fmt.Errorf("set CA active: %w", err)
 	}
-	err = r.write(ctx, func(tx *sql.Tx) error {
+	err = r.writeEvents(ctx, evs, func(tx *sql.Tx) error {
 		return mustAffect(tx.ExecContext(ctx, `UPDATE ca_registrations SET active = ? WHERE id = ?`, boolInt(active), nid))
 	})
 	if err != nil {

@@ -522,13 +522,14 @@ func (r *Registry) Credential(ctx context.Context, id int64) (Credential, error)
 
 // SetCredentialState changes a credential's state. REVOKED is final:
 // changing a revoked credential to another state fails with ErrInvalid
-// (setting REVOKED again is a no-op).
-func (r *Registry) SetCredentialState(ctx context.Context, id int64, s CredState) error {
+// (setting REVOKED again is a no-op). The events evs are recorded in the
+// same transaction (see Record).
+func (r *Registry) SetCredentialState(ctx context.Context, id int64, s CredState, evs ...Event) error {
 	if !s.Valid() {
 		return fmt.Errorf("set state of credential %d: %w: state %q", id, ErrInvalid, clip(string(s)))
 	}
 	var old CredState
-	err := r.write(ctx, func(tx *sql.Tx) error {
+	err := r.writeEvents(ctx, evs, func(tx *sql.Tx) error {
 		if err := tx.QueryRowContext(ctx, `SELECT state FROM credentials WHERE id = ?`, id).Scan(&old); err != nil {
 			return notFound(err)
 		}

@@ -118,12 +118,13 @@ func (r *Registry) Devices(ctx context.Context, project string) ([]Device, error
 	return ofProject(ctx, r, "devices", scanDevice, `SELECT `+deviceColumns+` FROM devices`, `project, id`, project)
 }
 
-// SetDeviceDisabled disables or re-enables a device.
-func (r *Registry) SetDeviceDisabled(ctx context.Context, project, id string, disabled bool) error {
+// SetDeviceDisabled disables or re-enables a device. The events evs are
+// recorded in the same transaction (see Record).
+func (r *Registry) SetDeviceDisabled(ctx context.Context, project, id string, disabled bool, evs ...Event) error {
 	if err := validDeviceIDs(project, id); err != nil {
 		return fmt.Errorf("set device disabled: %w", err)
 	}
-	err := r.write(ctx, func(tx *sql.Tx) error {
+	err := r.writeEvents(ctx, evs, func(tx *sql.Tx) error {
 		return mustAffect(tx.ExecContext(ctx, `UPDATE devices SET disabled = ? WHERE project = ? AND id = ?`, boolInt(disabled), project, id))
 	})
 	if err != nil {

@@ -32,6 +32,30 @@ const (
 // Now if zero, and an empty Outcome means "ok". Kind must be set. Record
 // wakes this Registry's WaitEvent callers at once.
 func (r *Registry) Record(ctx context.Context, e Event) (Event, error) {
+	e, err := r.prepareEvent(e)
+	if err != nil {
+		return Event{}, err
+	}
+	if err := r.check(); err != nil {
+		return Event{}, err
+	}
+	err = r.batched(ctx, func(in inBatch) error {
+		res, err := in(r.stRecord).Exec(dbTime(e.Time), e.Project, e.Device, e.Credential, e.Kind, e.Outcome, e.Reason)
+		if err != nil {
+			return err
+		}
+		e.Seq, err = res.LastInsertId()
+		return err
+	})
+	if err != nil {
+		return Event{}, fmt.Errorf("record event %s: %w", e.Kind, err)
+	}
+	return e, nil
+}
+
+// prepareEvent checks e and fills in what Record defaults: Outcome ok,
+// Time now (to the microsecond, as stored).
+func (r *Registry) prepareEvent(e Event) (Event, error) {
 	if e.Kind == "" {
 		return Event{}, fmt.Errorf("record event: %w: empty kind", ErrInvalid)
 	}
@@ -46,20 +70,6 @@ func (r *Registry) Record(ctx context.Context, e Event) (Event, error) {
 		e.Time = r.now()
 	}
 	e.Time = time.UnixMicro(e.Time.UnixMicro()).UTC() // as stored
-	if err := r.check(); err != nil {
-		return Event{}, err
-	}
-	err := r.batched(ctx, func(in inBatch) error {
-		res, err := in(r.stRecord).Exec(dbTime(e.Time), e.Project, e.Device, e.Credential, e.Kind, e.Outcome, e.Reason)
-		if err != nil {
-			return err
-		}
-		e.Seq, err = res.LastInsertId()
-		return err
-	})
-	if err != nil {
-		return Event{}, fmt.Errorf("record event %s: %w", e.Kind, err)
-	}
 	return e, nil
 }
 

@@ -234,8 +234,22 @@ func (r *Registry) check() error {
 // write runs fn in an IMMEDIATE transaction on the write connection. If fn
 // or the commit fails, the transaction is rolled back.
 func (r *Registry) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return r.writeEvents(ctx, nil, fn)
+}
+
+// writeEvents is write that also appends evs to the event log in the same
+// transaction: the change and the events that tell of it are committed
+// together or not at all. WaitEvent callers are woken after the commit.
+func (r *Registry) writeEvents(ctx context.Context, evs []Event, fn func(tx *sql.Tx) error) error {
 	if err := r.check(); err != nil {
 		return err
+	}
+	for i := range evs {
+		e, err := r.prepareEvent(evs[i])
+		if err != nil {
+			return err
+		}
+		evs[i] = e
 	}
 	tx, err := r.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -244,7 +258,21 @@ func (r *Registry) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	if err := fn(tx); err != nil {
 		return errors.Join(err, ignoreDone(tx.Rollback()))
 	}
-	return tx.Commit()
+	if len(evs) > 0 {
+		st := tx.StmtContext(ctx, r.stRecord)
+		for _, e := range evs {
+			if _, err := st.ExecContext(ctx, dbTime(e.Time), e.Project, e.Device, e.Credential, e.Kind, e.Outcome, e.Reason); err != nil {
+				return errors.Join(fmt.Errorf("record event %s: %w", e.Kind, err), ignoreDone(tx.Rollback()))
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	if len(evs) > 0 {
+		r.broadcast()
+	}
+	return nil
 }
 
 func ignoreDone(err error) error {

@@ -25,8 +25,9 @@ type Revocation struct {
 // with no issuer fingerprint recorded is matched too when the registry
 // holds the issuer's certificate (a trusted root, a registered CA or a
 // registered certificate) and it verifiably signed it. Revoking again returns the
-// first Revocation unchanged (and re-applies it to credentials).
-func (r *Registry) Revoke(ctx context.Context, issuerFP, serial string, reason int) (Revocation, error) {
+// first Revocation unchanged (and re-applies it to credentials). The
+// events evs are recorded in the same transaction (see Record).
+func (r *Registry) Revoke(ctx context.Context, issuerFP, serial string, reason int, evs ...Event) (Revocation, error) {
 	ifp, err := NormalizeFingerprint(issuerFP)
 	if err != nil {
 		return Revocation{}, fmt.Errorf("revoke: issuer: %w", err)
@@ -42,7 +43,7 @@ func (r *Registry) Revoke(ctx context.Context, issuerFP, serial string, reason i
 		rev     Revocation
 		revoked int64
 	)
-	err = r.write(ctx, func(tx *sql.Tx) error {
+	err = r.writeEvents(ctx, evs, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO revocations (issuer_fp, serial, reason, time) VALUES (?, ?, ?, ?)
 			ON CONFLICT (issuer_fp, serial) DO NOTHING`, ifp, s, reason, r.stamp()); err != nil {
 			return err
