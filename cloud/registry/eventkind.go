@@ -52,6 +52,21 @@ const (
 	EventCredentialState EventKind = "credential.state"
 )
 
+// Golioth's device services on the CoAP endpoint.
+const (
+	EventCoAPRequest    EventKind = "coap.request"    // a device's CoAP request and the response code
+	EventLightDBSet     EventKind = "lightdb.set"     // LightDB State written (device or operator)
+	EventLightDBDelete  EventKind = "lightdb.delete"  // LightDB State deleted (device or operator)
+	EventStreamRecord   EventKind = "stream.record"   // a LightDB Stream record stored
+	EventDeviceLog      EventKind = "device.log"      // a log message from a device stored
+	EventSettingsSet    EventKind = "settings.set"    // an operator changed a setting
+	EventSettingsStatus EventKind = "settings.status" // a device reported how it applied its settings
+	EventRPCCall        EventKind = "rpc.call"        // an operator called a remote procedure on a device
+	EventRPCStatus      EventKind = "rpc.status"      // a device answered an RPC (or the call timed out)
+	EventOTARelease     EventKind = "ota.release"     // an operator released a firmware component
+	EventOTAReport      EventKind = "ota.report"      // a device reported its OTA state for a component
+)
+
 // Enforced reports whether live sessions must be checked again after an
 // event of this kind: a revocation or a disable made by another process
 // (the CLI) reaches the sessions a running cloud holds through the event

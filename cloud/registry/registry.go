@@ -31,7 +31,7 @@ var (
 
 // SchemaVersion is the database schema version this package writes
 // (stored in PRAGMA user_version).
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // MaxPSKsPerDevice is how many PSK credentials that are not REVOKED a
 // device may hold: a main and a backup key, for rotation.

@@ -178,6 +178,100 @@ CREATE TABLE allowlist (
 ) STRICT;
 CREATE INDEX allowlist_project ON allowlist(project, udid);
 `,
+	// 2 -> 3: Golioth's device services. LightDB state stays in
+	// device_state; these hold the rest: LightDB Stream records, device
+	// logs, settings (project-wide when device is ''), the settings status
+	// devices report, RPC calls and their results, OTA releases (the
+	// component's bytes kept here) and the state devices report per
+	// component.
+	`
+CREATE TABLE stream (
+	id             INTEGER PRIMARY KEY AUTOINCREMENT,
+	project        TEXT NOT NULL,
+	device         TEXT NOT NULL,
+	path           TEXT NOT NULL DEFAULT '',
+	time           INTEGER NOT NULL,
+	content_format INTEGER NOT NULL,
+	data           BLOB NOT NULL,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX stream_device ON stream(project, device, id);
+
+CREATE TABLE logs (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	project TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	time    INTEGER NOT NULL,
+	level   TEXT NOT NULL DEFAULT '',
+	module  TEXT NOT NULL DEFAULT '',
+	msg     TEXT NOT NULL DEFAULT '',
+	fields  TEXT NOT NULL DEFAULT '{}',
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX logs_device ON logs(project, device, id);
+
+CREATE TABLE settings (
+	project TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	device  TEXT NOT NULL DEFAULT '',
+	key     TEXT NOT NULL,
+	value   TEXT NOT NULL,
+	updated INTEGER NOT NULL,
+	PRIMARY KEY (project, device, key)
+) STRICT;
+
+CREATE TABLE settings_status (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	project TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	errors  TEXT NOT NULL DEFAULT '[]',
+	time    INTEGER NOT NULL,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX settings_status_device ON settings_status(project, device, id);
+
+CREATE TABLE rpc_calls (
+	id          INTEGER PRIMARY KEY AUTOINCREMENT,
+	call_id     TEXT NOT NULL,
+	project     TEXT NOT NULL,
+	device      TEXT NOT NULL,
+	method      TEXT NOT NULL,
+	params      TEXT NOT NULL DEFAULT '[]',
+	status_code INTEGER,
+	detail      TEXT,
+	created     INTEGER NOT NULL,
+	completed   INTEGER,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE UNIQUE INDEX rpc_calls_call_id ON rpc_calls(project, device, call_id);
+
+CREATE TABLE ota_releases (
+	project  TEXT NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+	device   TEXT NOT NULL DEFAULT '',
+	package  TEXT NOT NULL,
+	version  TEXT NOT NULL,
+	sequence INTEGER NOT NULL,
+	hash     TEXT NOT NULL,
+	size     INTEGER NOT NULL,
+	data     BLOB NOT NULL,
+	created  INTEGER NOT NULL,
+	PRIMARY KEY (project, device, package)
+) STRICT;
+
+CREATE TABLE ota_reports (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	project TEXT NOT NULL,
+	device  TEXT NOT NULL,
+	package TEXT NOT NULL,
+	state   INTEGER NOT NULL,
+	reason  INTEGER NOT NULL,
+	version TEXT NOT NULL DEFAULT '',
+	target  TEXT NOT NULL DEFAULT '',
+	time    INTEGER NOT NULL,
+	FOREIGN KEY (project, device) REFERENCES devices(project, id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX ota_reports_device ON ota_reports(project, device, id);
+`,
 }
 
 // migrate brings the schema up to SchemaVersion. It runs in an IMMEDIATE
