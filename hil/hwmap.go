@@ -422,6 +422,9 @@ func stringMap(v *yaml.Node) (map[string]string, error) {
 	if v.Kind != yaml.MappingNode {
 		return nil, fmt.Errorf("%w: want a mapping of names to strings", ErrInvalidValue)
 	}
+	if len(v.Content) == 0 {
+		return nil, nil // "env: {}" is the same as no env
+	}
 	out := make(map[string]string, len(v.Content)/2)
 	for i := 0; i+1 < len(v.Content); i += 2 {
 		k, val := deref(v.Content[i]), deref(v.Content[i+1])
