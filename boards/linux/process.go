@@ -185,6 +185,14 @@ func New(o Options) (*Process, error) {
 	return &Process{o: o, notify: make(chan struct{}), lastNL: true}, nil
 }
 
+// String names the firmware and its process, for messages.
+func (p *Process) String() string {
+	if pid := p.Pid(); pid != 0 {
+		return fmt.Sprintf("%s (pid %d)", p.o.Exec, pid)
+	}
+	return p.o.Exec + " (not running)"
+}
+
 // Workdir is the process's working directory.
 func (p *Process) Workdir() string { return p.o.Workdir }
 
