@@ -84,8 +84,12 @@ func CheckSettingValue(value []byte) (json.RawMessage, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: setting value is not JSON", ErrInvalid)
 	}
-	switch v.(type) {
-	case bool, json.Number, string:
+	switch v := v.(type) {
+	case bool, string:
+	case json.Number:
+		if _, err := strconv.ParseFloat(string(v), 64); err != nil {
+			return nil, fmt.Errorf("%w: setting value %s is out of range", ErrInvalid, clip(string(v)))
+		}
 	default:
 		return nil, fmt.Errorf("%w: a setting value is a boolean, a number or a string", ErrInvalid)
 	}

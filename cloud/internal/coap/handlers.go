@@ -27,6 +27,9 @@ type response struct {
 // Resources served, in /.well-known/core link format.
 const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
 	`</.d>;rt="golioth.lightdb.state";ct=50,` +
+	`</.s>;rt="golioth.lightdb.stream";ct="50 60",` +
+	`</.s/logs>;rt="golioth.logs";ct=60,` +
+	`</.c>;rt="golioth.settings";ct=60,` +
 	`</v1/csr>;rt="golioth.pki.csr";ct=42,` +
 	`</.well-known/est/crts>;rt="ace.est.crts";ct="281 287",` +
 	`</.well-known/est/sen>;rt="ace.est.sen";ct="281 287",` +
@@ -52,6 +55,12 @@ func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 		s.hello(w, r, p)
 	case path == ".d" || strings.HasPrefix(path, ".d/"):
 		s.state(w, r, p, strings.TrimPrefix(strings.TrimPrefix(path, ".d"), "/"))
+	case path == ".s/logs" || path == "logs":
+		s.logs(w, r, p)
+	case path == ".s" || strings.HasPrefix(path, ".s/"):
+		s.stream(w, r, p, strings.TrimPrefix(path, ".s"))
+	case path == ".c" || strings.HasPrefix(path, ".c/"):
+		s.settings(w, r, p, strings.TrimPrefix(path, ".c"))
 	case path == "v1/csr":
 		s.pkiCSR(w, r, p)
 	case strings.HasPrefix(path, ".well-known/est/"):
