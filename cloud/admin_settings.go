@@ -27,9 +27,9 @@ type Settings struct {
 
 // SetSetting sets key to value (JSON: a boolean, a number or a string)
 // for the whole project (device "") or for one device, and records
-// settings.set. Observing devices of the project are sent their new
-// settings: at once by the cloud of this admin, through the event log by
-// a cloud in another process. It returns the new version.
+// settings.set. The observing devices it applies to are sent their new
+// settings by every running cloud on the registry, which follows the
+// event log (Cloud.watch). It returns the new version.
 func (a *Admin) SetSetting(ctx context.Context, project, device, key string, value json.RawMessage) (int64, error) {
 	if err := a.settingScope(ctx, project, device); err != nil {
 		return 0, err
@@ -43,7 +43,6 @@ func (a *Admin) SetSetting(ctx context.Context, project, device, key string, val
 	if err != nil {
 		return 0, err
 	}
-	a.settingsChanged(project)
 	return version, nil
 }
 
@@ -62,7 +61,6 @@ func (a *Admin) DeleteSetting(ctx context.Context, project, device, key string) 
 	if err != nil {
 		return 0, err
 	}
-	a.settingsChanged(project)
 	return version, nil
 }
 
@@ -100,13 +98,6 @@ func (a *Admin) settingScope(ctx context.Context, project, device string) error 
 	return err
 }
 
-// settingsChanged tells the running cloud's observers at once.
-func (a *Admin) settingsChanged(project string) {
-	if a.cloud != nil {
-		a.cloud.settingsChanged(project)
-	}
-}
-
 func scopeName(project, device string) string {
 	if device == "" {
 		return "project " + project
@@ -114,7 +105,28 @@ func scopeName(project, device string) string {
 	return "device " + project + "/" + device
 }
 
-// settingsChanged sends the project's observing devices their settings.
-func (c *Cloud) settingsChanged(project string) {
-	_ = project // Observe of ".c" is not served yet: devices GET their settings.
+// notifySettings sends the observing devices their settings again after
+// the settings.set events in (after, last]: a project-wide change reaches
+// every device of the project, a device's change that device. Changes
+// made through any admin, in this process or another, arrive here
+// through the event log.
+func (c *Cloud) notifySettings(ctx context.Context, after, last int64) error {
+	if c.coap == nil {
+		return nil
+	}
+	evs, err := c.Registry.Events(ctx, registry.Filter{AfterSeq: after, UpToSeq: last, Kind: registry.EventSettingsSet})
+	if err != nil {
+		return err
+	}
+	type scope struct{ project, device string }
+	done := map[scope]bool{}
+	for _, e := range evs {
+		k := scope{e.Project, e.Device}
+		if done[k] || done[scope{e.Project, ""}] {
+			continue
+		}
+		done[k] = true
+		c.coap.Notify(e.Project, e.Device, ".c")
+	}
+	return nil
 }

@@ -39,8 +39,10 @@ func checkStreamPayload(cf message.MediaType, data []byte) error {
 			return fmt.Errorf("%w: not JSON", errPayload)
 		}
 	case message.AppCBOR:
-		if err := cbor.Wellformed(data); err != nil {
-			return fmt.Errorf("%w: not one well-formed CBOR item: %v", errPayload, err)
+		// Well-formed, valid (text strings are UTF-8) and one item only.
+		var v any
+		if err := cbor.Unmarshal(data, &v); err != nil {
+			return fmt.Errorf("%w: not one valid CBOR item: %v", errPayload, err)
 		}
 	default:
 		return fmt.Errorf("%w: content-format %d", errPayload, cf)
