@@ -327,3 +327,18 @@ func (s *Session) GetRaw(ctx context.Context, path string) ([]byte, error) {
 	}
 	return body, nil
 }
+
+// PostRaw performs a POST of body in content format cf (block-wise when
+// it is larger than a block) and returns the body of a 2.01 or 2.04
+// response.
+func (s *Session) PostRaw(ctx context.Context, path string, cf message.MediaType, body []byte) ([]byte, error) {
+	resp, err := s.cc.Post(ctx, path, cf, bytes.NewReader(body))
+	if err != nil {
+		return nil, fmt.Errorf("sim: post %s: %w", path, err)
+	}
+	out, err := check(resp, codes.Changed, codes.Created)
+	if err != nil {
+		return nil, fmt.Errorf("sim: post %s: %w", path, err)
+	}
+	return out, nil
+}

@@ -92,6 +92,7 @@ type Registry struct {
 	stCred    *sql.Stmt
 	stLastSeq *sql.Stmt
 	stAllCAs  *sql.Stmt
+	stAddLog  *sql.Stmt // a device's log message (logs.go)
 
 	bmu         sync.Mutex
 	pending     []*batchOp     // batched writes waiting for a transaction
@@ -210,7 +211,7 @@ func (r *Registry) Close() error {
 
 func (r *Registry) closeDBs() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked, r.stDevice, r.stCred, r.stLastSeq, r.stAllCAs} {
+	for _, st := range []*sql.Stmt{r.stPSK, r.stCertFP, r.stRecord, r.stTouch, r.stRevoked, r.stDevice, r.stCred, r.stLastSeq, r.stAllCAs, r.stAddLog} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

@@ -323,6 +323,7 @@ func (r *Registry) prepare(ctx context.Context) error {
 	r.stCred = prep(r.rd, qCredential)
 	r.stLastSeq = prep(r.rd, `SELECT COALESCE(MAX(seq), 0) FROM events`)
 	r.stAllCAs = prep(r.rd, qAllCAs+` ORDER BY project, created, id`)
+	r.stAddLog = prep(r.w, qAddLog)
 	if err != nil {
 		return fmt.Errorf("prepare: %w", err)
 	}

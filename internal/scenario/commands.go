@@ -34,6 +34,10 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"mark":   cmdMark,
 		"expect": cmdExpect,
 		"board":  cmdBoard,
+
+		"stream":   cmdStream,
+		"logs":     cmdLogs,
+		"settings": cmdSettings,
 	}
 }
 
@@ -105,7 +109,7 @@ Conditions:
   expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N
   expect events [--project P] [--device D] [--kind K] [--outcome O]
                 [--reason REGEXP] [--since-mark] --count N
-`
+` + goliothUsage
 
 // flags parses a command's flags, failing the script with the usage on
 // error.
@@ -340,6 +344,8 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 			fs.DurationVar(&timeout, "timeout", 10*time.Second, "how long to wait")
 		})
 		ts.Check(waitConsole(w.consoles[name].Name(), re, timeout))
+	case "stream", "log", "settings":
+		simGolioth(ts, coap(), sub, rest, expectErr)
 	case "provision", "https-provision", "renew":
 		m, ok := d.(*sim.MQTTDevice)
 		if !ok {
@@ -606,6 +612,8 @@ func cmdExpect(ts *testscript.TestScript, neg bool, args []string) {
 			}
 			return nil
 		}))
+	case "stream", "logs":
+		expectGolioth(ts, w, args)
 	case "events":
 		var ef eventFlags
 		var count int

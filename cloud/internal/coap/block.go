@@ -171,6 +171,7 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 	if resp.code == 0 {
 		resp = response{code: codes.InternalServerError}
 	}
+	s.observe.request(w.Conn(), sess, r, &resp)
 
 	szx := maxBlockSZX
 	if v, err := r.GetOptionUint32(message.Block2); err == nil {
@@ -237,5 +238,8 @@ func (s *Server) write(w *responsewriter.ResponseWriter[*udpClient.Conn], resp r
 	}
 	if block1 != nil {
 		w.Message().SetOptionUint32(message.Block1, *block1)
+	}
+	if resp.hasObserve {
+		w.Message().SetObserve(resp.observe)
 	}
 }
