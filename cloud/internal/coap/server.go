@@ -102,6 +102,8 @@ type Server struct {
 	// ownHandshakes and pionHandshakes count the handshakes each DTLS
 	// implementation was given.
 	ownHandshakes, pionHandshakes atomic.Uint64
+	// rpcota is the state of the RPC and OTA services (rpc.go, ota.go).
+	rpcota rpcotaState
 }
 
 // Handshakes reports how many handshakes credloop's own PSK server and
