@@ -218,4 +218,3 @@ func orDash(s string) string {
 	}
 	return s
 }
-
