@@ -68,6 +68,10 @@ type Options struct {
 	HTTPSAddr string
 	// Hosts are extra names/addresses for the server certificate's SANs.
 	Hosts []string
+	// NonConfirmableNotify sends CoAP Observe notifications as NON
+	// messages; by default they are CON, retransmitted until acknowledged.
+	// Golioth's firmware SDK takes both.
+	NonConfirmableNotify bool
 	// IdleTimeout closes idle DTLS sessions (default 120 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds a DTLS handshake (default 10 s).
@@ -155,16 +159,17 @@ func New(opts Options) (*Cloud, error) {
 	}
 	if opts.CoAPAddr != "-" {
 		c.coap, err = coap.Listen(coap.Options{
-			Addr:             opts.CoAPAddr,
-			Registry:         c.Registry,
-			Authority:        c.ca.a,
-			Hosts:            opts.Hosts,
-			IdleTimeout:      opts.IdleTimeout,
-			HandshakeTimeout: opts.HandshakeTimeout,
-			PSKStack:         pskStack,
-			Now:              opts.Now,
-			Rand:             opts.Rand,
-			Logger:           opts.Logger,
+			Addr:                 opts.CoAPAddr,
+			Registry:             c.Registry,
+			Authority:            c.ca.a,
+			Hosts:                opts.Hosts,
+			IdleTimeout:          opts.IdleTimeout,
+			HandshakeTimeout:     opts.HandshakeTimeout,
+			PSKStack:             pskStack,
+			NonConfirmableNotify: opts.NonConfirmableNotify,
+			Now:                  opts.Now,
+			Rand:                 opts.Rand,
+			Logger:               opts.Logger,
 		})
 		if err != nil {
 			_ = c.Close()

@@ -177,6 +177,7 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 	if resp.code == 0 {
 		resp = response{code: codes.InternalServerError}
 	}
+	s.observe.request(w.Conn(), sess, r, &resp)
 
 	if startBlock > 0 && resp.code != codes.Content {
 		s.write(w, resp, block1)
@@ -247,5 +248,8 @@ func (s *Server) write(w *responsewriter.ResponseWriter[*udpClient.Conn], resp r
 	}
 	if block1 != nil {
 		w.Message().SetOptionUint32(message.Block1, *block1)
+	}
+	if resp.hasObserve {
+		w.Message().SetObserve(resp.observe)
 	}
 }

@@ -22,11 +22,15 @@ type response struct {
 	cf    message.MediaType
 	body  []byte
 	hasCF bool
+	// observe is the Observe option of an answer that registered an
+	// observer (observe.go).
+	observe    uint32
+	hasObserve bool
 }
 
 // Resources served, in /.well-known/core link format.
 const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
-	`</.d>;rt="golioth.lightdb.state";ct=50,` +
+	`</.d>;rt="golioth.lightdb.state";ct=50;obs,` +
 	`</v1/csr>;rt="golioth.pki.csr";ct=42,` +
 	`</.well-known/est/crts>;rt="ace.est.crts";ct="281 287",` +
 	`</.well-known/est/sen>;rt="ace.est.sen";ct="281 287",` +
@@ -127,9 +131,6 @@ func (s *Server) hello(w *response, r *pool.Message, p Peer) {
 // state is a small Golioth LightDB-State-like store: JSON documents per
 // device under .d/<path>.
 func (s *Server) state(w *response, r *pool.Message, p Peer, path string) {
-	if path == "" {
-		path = "_root"
-	}
 	if len(path) > 128 {
 		s.reply(w, codes.BadRequest, "path too long")
 		return
@@ -166,12 +167,14 @@ func (s *Server) state(w *response, r *pool.Message, p Peer, path string) {
 			s.reply(w, codes.InternalServerError, "registry unavailable")
 			return
 		}
+		s.Notify(p.Project, p.Device, strings.TrimSuffix(".d/"+path, "/"))
 		s.reply(w, codes.Changed, "")
 	case codes.DELETE:
-		if err := s.reg.PutState(ctx, p.Project, p.Device, path, []byte("null")); err != nil {
+		if err := s.reg.DeleteState(ctx, p.Project, p.Device, path); err != nil {
 			s.reply(w, codes.InternalServerError, "registry unavailable")
 			return
 		}
+		s.Notify(p.Project, p.Device, strings.TrimSuffix(".d/"+path, "/"))
 		s.reply(w, codes.Deleted, "")
 	default:
 		s.reply(w, codes.MethodNotAllowed, "GET, POST, PUT or DELETE")

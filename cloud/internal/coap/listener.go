@@ -34,6 +34,13 @@ type session struct {
 	closed chan struct{}
 	once   sync.Once
 	l      *listener
+
+	// Observe state (observe.go): the session's observers by token and
+	// the observer of each notification by message ID.
+	obsMu     sync.Mutex
+	observers map[string]*observer
+	byMID     map[int32]*observer
+	obsClosed bool
 }
 
 func (s *session) Close() error {
@@ -42,6 +49,7 @@ func (s *session) Close() error {
 		err = s.Conn.Close()
 		close(s.closed)
 		s.l.forget(s)
+		s.l.srv.observe.sessionClosed(s)
 	})
 	return err
 }

@@ -59,7 +59,11 @@ type Options struct {
 	// PSKStack names the DTLS implementation that serves PSK clients;
 	// default PSKStackCredloop.
 	PSKStack PSKStack
-	Now      func() time.Time
+	// NonConfirmableNotify sends Observe notifications as NON messages;
+	// by default they are CON, retransmitted until acknowledged
+	// (observe.go).
+	NonConfirmableNotify bool
+	Now                  func() time.Time
 	// Rand is the randomness of handshakes and issued serials (default
 	// crypto/rand); concurrent handshakes share it, so it must be safe
 	// for concurrent use.
@@ -94,6 +98,7 @@ type Server struct {
 	stopTick   chan struct{}
 	closeOnce  sync.Once
 	closeErr   error
+	observe    *observers
 	verifier   fakeca.Verifier // client chains, remembering verified intermediates
 	// checks counts Revalidate and Drop calls: a handshake that sees it
 	// unchanged from before its registry checks until its session is
@@ -152,6 +157,8 @@ func Listen(opts Options) (*Server, error) {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{}), stopTick: make(chan struct{})}
+	s.observe = newObservers(s)
+	s.observable(".d", nil)
 	// Expirations (idle sessions, retransmissions) are checked on this
 	// tick; go-coap's default is every 4 s, too coarse for short idle
 	// timeouts.
@@ -241,6 +248,7 @@ func (s *Server) Close() error {
 		s.coap.Stop()
 		s.closeErr = s.l.Close()
 		<-s.done
+		s.observe.close()
 		close(s.stopTick)
 	})
 	return s.closeErr
@@ -281,6 +289,11 @@ func (s *Server) monitor(cc *udpClient.Conn, req *pool.Message) (bool, error) {
 		return false, nil
 	}
 	switch req.Type() {
+	case message.Acknowledgement, message.Reset:
+		// The answer to an Observe notification (observe.go).
+		if sess, ok := cc.NetConn().(*session); ok {
+			return s.observe.answered(sess, req.MessageID(), req.Type() == message.Reset), nil
+		}
 	case message.NonConfirmable, message.Confirmable:
 		rst := cc.AcquireMessage(cc.Context())
 		defer cc.ReleaseMessage(rst)
