@@ -13,8 +13,9 @@ import (
 // project's for that package. The release gets the project's next
 // sequence number and the SHA-256 of data as its hash, and is recorded
 // with an ota.release event in the same transaction. Devices observing
-// .u/desired get the new manifest: at once from a running cloud's Admin,
-// through the event log from a cloud in another process.
+// .u/desired get the new manifest once: the running cloud's watch of the
+// event log (woken at once by its own Admin's events, within about 100 ms
+// by another process's) notifies them.
 func (a *Admin) ReleaseOTA(ctx context.Context, project, device, pkg, version string, data []byte) (registry.OTARelease, error) {
 	o, err := a.reg.ReleaseOTA(ctx, project, device, pkg, version, data, a.origin)
 	if errors.Is(err, registry.ErrNotFound) {

@@ -58,6 +58,9 @@ func (a *Admin) CallRPC(ctx context.Context, project, device, method string, par
 	if err != nil {
 		return RPCResult{}, fmt.Errorf("cloud: %w", err)
 	}
+	if a.cloud != nil {
+		a.cloud.notifyRPC(ctx, call.ID)
+	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {

@@ -55,6 +55,13 @@ func (s *Server) ota(w *response, r *pool.Message, p Peer, sub string) {
 	}
 }
 
+// NotifyOTA sends the desired manifest again to the observers of
+// .u/desired of the device (every device of the project when device is
+// ""), after a release. It returns the number of observers kicked.
+func (s *Server) NotifyOTA(project, device string) int {
+	return s.Notify(project, device, ".u/desired")
+}
+
 // manifest is the device's desired manifest, CBOR.
 func (s *Server) manifest(ctx context.Context, project, device string) ([]byte, error) {
 	rels, err := s.reg.OTAManifest(ctx, project, device)

@@ -21,14 +21,10 @@ import (
 // notification {"id", "method", "params"}; the device answers each with a
 // POST of {"id", "detail", "statusCode"} to .rpc/status.
 
-// rpcotaState is what the RPC and OTA services remember between
-// notifications.
+// rpcotaState is what the RPC service remembers between notifications.
 type rpcotaState struct {
-	rpcMu   sync.Mutex
-	rpcSent map[int64]time.Time // calls notified, by row id
-
-	otaMu       sync.Mutex
-	otaNotified map[string]int64 // per project, the release sequence notified last
+	mu   sync.Mutex
+	sent map[int64]time.Time // calls delivered, by row id
 }
 
 // maxRPCStatusBody bounds an answer on .rpc/status (the SDK's is at most
@@ -90,38 +86,83 @@ func (s *Server) rpcStatus(w *response, r *pool.Message, p Peer) {
 	}
 }
 
-// rpcNotification returns the payload of the notification of call id,
-// and whether it is still to be sent (pending and not sent before).
-func (s *Server) rpcNotification(ctx context.Context, id int64) (registry.RPCCall, []byte, bool) {
+// NotifyRPC delivers the pending call with row id id to the device's
+// observers of .rpc, unless it was delivered before or is completed. It
+// returns the number of observers kicked (0: nobody observes, or nothing
+// to send).
+func (s *Server) NotifyRPC(ctx context.Context, id int64) int {
 	c, err := s.reg.RPCCall(ctx, id)
 	if err != nil {
 		s.log.Debug("rpc call", "id", id, "err", err)
-		return registry.RPCCall{}, nil, false
+		return 0
 	}
-	if c.Done {
-		return registry.RPCCall{}, nil, false
+	if c.Done || s.rpcDelivered(id) {
+		return 0
 	}
-	s.rpcota.rpcMu.Lock()
-	defer s.rpcota.rpcMu.Unlock()
-	if _, sent := s.rpcota.rpcSent[id]; sent {
-		return registry.RPCCall{}, nil, false
+	return s.Notify(c.Project, c.Device, ".rpc")
+}
+
+func (s *Server) rpcDelivered(id int64) bool {
+	s.rpcota.mu.Lock()
+	defer s.rpcota.mu.Unlock()
+	_, ok := s.rpcota.sent[id]
+	return ok
+}
+
+// renderRPC renders an observer's next notification of .rpc: the oldest
+// pending call of its device not yet delivered, marked delivered. When
+// more wait, the observer is kicked again, so each goes in a notification
+// of its own once the previous one is acknowledged. With nothing to
+// deliver it is the "OK" of the observation's start, which the SDK
+// ignores.
+func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
+	if q.Path != ".rpc" {
+		return response{code: codes.NotFound}
 	}
-	payload, err := encodeRPCCall(c.CallID, c.Method, c.Params)
+	pending, err := s.reg.PendingRPCCalls(ctx, q.Peer.Project, q.Peer.Device)
 	if err != nil {
-		s.log.Warn("rpc call not encodable", "id", id, "err", err)
-		return registry.RPCCall{}, nil, false
-	}
-	if s.rpcota.rpcSent == nil {
-		s.rpcota.rpcSent = map[int64]time.Time{}
+		s.log.Warn("pending rpc calls", "project", q.Peer.Project, "device", q.Peer.Device, "err", err)
+		return response{code: codes.Content, cf: message.AppCBOR, hasCF: true, body: rpcObserveOK}
 	}
 	now := time.Now()
-	if len(s.rpcota.rpcSent) >= 256 {
-		for k, t := range s.rpcota.rpcSent {
+	s.rpcota.mu.Lock()
+	if s.rpcota.sent == nil {
+		s.rpcota.sent = map[int64]time.Time{}
+	}
+	if len(s.rpcota.sent) >= 256 {
+		for k, t := range s.rpcota.sent {
 			if now.Sub(t) > 10*time.Minute {
-				delete(s.rpcota.rpcSent, k)
+				delete(s.rpcota.sent, k)
 			}
 		}
 	}
-	s.rpcota.rpcSent[id] = now
-	return c, payload, true
+	var (
+		body []byte
+		more bool
+	)
+	for _, c := range pending {
+		if _, sent := s.rpcota.sent[c.ID]; sent {
+			continue
+		}
+		if body != nil {
+			more = true
+			break
+		}
+		b, err := encodeRPCCall(c.CallID, c.Method, c.Params)
+		if err != nil {
+			s.log.Warn("rpc call not encodable", "id", c.ID, "err", err)
+			continue
+		}
+		s.rpcota.sent[c.ID] = now
+		body = b
+		s.log.Debug("rpc call delivered", "project", c.Project, "device", c.Device, "id", c.ID, "method", c.Method)
+	}
+	s.rpcota.mu.Unlock()
+	if body == nil {
+		body = rpcObserveOK
+	}
+	if more {
+		s.Notify(q.Peer.Project, q.Peer.Device, ".rpc")
+	}
+	return response{code: codes.Content, cf: message.AppCBOR, hasCF: true, body: body}
 }

@@ -107,7 +107,7 @@ type Server struct {
 	// ownHandshakes and pionHandshakes count the handshakes each DTLS
 	// implementation was given.
 	ownHandshakes, pionHandshakes atomic.Uint64
-	// rpcota is the state of the RPC and OTA services (rpc.go, ota.go).
+	// rpcota is the state of the RPC service (rpc.go).
 	rpcota rpcotaState
 }
 
@@ -159,6 +159,8 @@ func Listen(opts Options) (*Server, error) {
 	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{}), stopTick: make(chan struct{})}
 	s.observe = newObservers(s)
 	s.observable(".d", nil)
+	s.observable(".rpc", s.renderRPC)
+	s.observable(".u/desired", nil)
 	// Expirations (idle sessions, retransmissions) are checked on this
 	// tick; go-coap's default is every 4 s, too coarse for short idle
 	// timeouts.
