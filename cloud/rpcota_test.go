@@ -70,9 +70,14 @@ type rpcCall struct {
 	Params []any  `cbor:"params"`
 }
 
+// nextCall returns the next call notified, skipping the "OK" that on_rpc
+// ignores too.
 func nextCall(t *testing.T, ch <-chan notification) rpcCall {
 	t.Helper()
 	n := next(t, ch)
+	for n.body == "\x62OK" {
+		n = next(t, ch)
+	}
 	if n.code != codes.Content || n.cf != message.AppCBOR {
 		t.Fatalf("notification %v cf %v", n.code, n.cf)
 	}
@@ -488,5 +493,28 @@ func TestGoliothOTA(t *testing.T) {
 	}
 	if reps, _ := c.Registry.OTAReports(ctx, "acme", "dev1", 0); len(reps) != 4 {
 		t.Fatalf("a refused report was stored: %d reports", len(reps))
+	}
+}
+
+// A call made before the device observes .rpc (it is reconnecting, or
+// the operator was quicker than its first GET) and still pending is
+// delivered right after the observation's "OK".
+func TestGoliothRPCPendingBeforeObserve(t *testing.T) {
+	c, cred := pskCloud(t, cloud.Options{}, "rpc-secret-0003")
+	a := c.Admin()
+	done := callAsync(a, "no_response", nil, 10*time.Second)
+	if _, err := c.Registry.WaitEvent(ctxT(t), registry.Filter{Kind: registry.EventRPCCall}); err != nil {
+		t.Fatal(err)
+	}
+	cc := sdkClient(t, c, cred)
+	ch, _ := observe(t, cc, "/.rpc", acceptCBOR)
+	// The call is sent as the observation is registered: it may overtake
+	// the "OK" (UDP keeps no order); on_rpc takes both in either order.
+	call := nextCall(t, ch)
+	if code := postCBOR(t, cc, "/.rpc/status", indefMap(t, "id", call.ID, "detail", []byte{0xbf, 0xff}, "statusCode", 0)); code != codes.Changed {
+		t.Fatalf("status answered %v", code)
+	}
+	if r := result(t, done); r.err != nil || r.res.Status != registry.RPCOK {
+		t.Fatalf("result %+v, %v", r.res, r.err)
 	}
 }

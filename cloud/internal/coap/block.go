@@ -178,6 +178,9 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 		resp = response{code: codes.InternalServerError}
 	}
 	s.observe.request(w.Conn(), sess, r, &resp)
+	if resp.hasObserve {
+		s.observed(r.Context(), sess.peer, path)
+	}
 
 	if startBlock > 0 && resp.code != codes.Content {
 		s.write(w, resp, block1)

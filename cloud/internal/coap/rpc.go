@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,8 +24,9 @@ import (
 
 // rpcotaState is what the RPC service remembers between notifications.
 type rpcotaState struct {
-	mu   sync.Mutex
-	sent map[int64]time.Time // calls delivered, by row id
+	mu     sync.Mutex
+	sent   map[int64]time.Time // calls delivered, by row id
+	kicked map[int64]time.Time // calls whose observers were notified
 }
 
 // maxRPCStatusBody bounds an answer on .rpc/status (the SDK's is at most
@@ -96,10 +98,64 @@ func (s *Server) NotifyRPC(ctx context.Context, id int64) int {
 		s.log.Debug("rpc call", "id", id, "err", err)
 		return 0
 	}
-	if c.Done || s.rpcDelivered(id) {
+	if c.Done || !s.rpcKick(id) {
 		return 0
 	}
 	return s.Notify(c.Project, c.Device, ".rpc")
+}
+
+// rpcKick reports whether call id was neither notified nor delivered
+// before, and remembers it was: a call made by this process's Admin is
+// notified at once and seen again by the watch of the event log.
+func (s *Server) rpcKick(id int64) bool {
+	s.rpcota.mu.Lock()
+	defer s.rpcota.mu.Unlock()
+	if _, ok := s.rpcota.sent[id]; ok {
+		return false
+	}
+	if _, ok := s.rpcota.kicked[id]; ok {
+		return false
+	}
+	if s.rpcota.kicked == nil {
+		s.rpcota.kicked = map[int64]time.Time{}
+	}
+	prune(s.rpcota.kicked, time.Now())
+	s.rpcota.kicked[id] = time.Now()
+	return true
+}
+
+// prune forgets, once m is large, the calls older than any RPC timeout
+// worth waiting for.
+func prune(m map[int64]time.Time, now time.Time) {
+	if len(m) < 256 {
+		return
+	}
+	for k, t := range m {
+		if now.Sub(t) > 10*time.Minute {
+			delete(m, k)
+		}
+	}
+}
+
+// observed runs when a GET registered an observer of path: calls made
+// while the device was not observing .rpc (it was reconnecting, or the
+// operator was quicker than its first GET) and still pending are
+// delivered now. The call may overtake the registration's "OK" (UDP
+// keeps no order); the SDK's on_rpc takes both in either order.
+func (s *Server) observed(ctx context.Context, p Peer, path string) {
+	if strings.Trim(path, "/") != ".rpc" {
+		return
+	}
+	pending, err := s.reg.PendingRPCCalls(ctx, p.Project, p.Device)
+	if err != nil {
+		return
+	}
+	for _, c := range pending {
+		if !s.rpcDelivered(c.ID) {
+			s.Notify(p.Project, p.Device, ".rpc")
+			return
+		}
+	}
 }
 
 func (s *Server) rpcDelivered(id int64) bool {
@@ -129,13 +185,7 @@ func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
 	if s.rpcota.sent == nil {
 		s.rpcota.sent = map[int64]time.Time{}
 	}
-	if len(s.rpcota.sent) >= 256 {
-		for k, t := range s.rpcota.sent {
-			if now.Sub(t) > 10*time.Minute {
-				delete(s.rpcota.sent, k)
-			}
-		}
-	}
+	prune(s.rpcota.sent, now)
 	var (
 		body []byte
 		more bool
