@@ -234,6 +234,10 @@ func TestGoliothRPC(t *testing.T) {
 		if code := postCBOR(t, cc, "/.rpc", nil); code != codes.MethodNotAllowed {
 			t.Fatalf("POST .rpc: %v", code)
 		}
+		resp, err := cc.Get(ctxT(t), "/.rpc", message.Option{ID: message.Accept, Value: []byte{byte(message.AppJSON)}})
+		if err != nil || resp.Code() != codes.NotAcceptable {
+			t.Fatalf("GET .rpc accepting JSON: %v, %v", resp, err)
+		}
 	})
 }
 

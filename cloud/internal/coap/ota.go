@@ -32,6 +32,10 @@ func (s *Server) ota(w *response, r *pool.Message, p Peer, sub string) {
 			s.reply(w, codes.MethodNotAllowed, "GET (observe) only")
 			return
 		}
+		if !acceptsCBOR(r) {
+			s.reply(w, codes.NotAcceptable, "the manifest is CBOR (accept 60)")
+			return
+		}
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
 		body, err := s.manifest(ctx, p.Project, p.Device)

@@ -40,12 +40,22 @@ func (s *Server) rpc(w *response, r *pool.Message, p Peer, sub string) {
 			s.reply(w, codes.MethodNotAllowed, "GET (observe) only")
 			return
 		}
+		if !acceptsCBOR(r) {
+			s.reply(w, codes.NotAcceptable, "RPC calls are CBOR (accept 60)")
+			return
+		}
 		s.replyBody(w, codes.Content, message.AppCBOR, rpcObserveOK)
 	case "status":
 		s.rpcStatus(w, r, p)
 	default:
 		s.reply(w, codes.NotFound, "no such resource: .rpc/"+endpoint.Printable(sub))
 	}
+}
+
+// acceptsCBOR reports whether r has no Accept option or accepts CBOR.
+func acceptsCBOR(r *pool.Message) bool {
+	cf, err := r.Accept()
+	return err != nil || cf == message.AppCBOR
 }
 
 func (s *Server) rpcStatus(w *response, r *pool.Message, p Peer) {
