@@ -522,3 +522,28 @@ func TestGoliothRPCPendingBeforeObserve(t *testing.T) {
 		t.Fatalf("result %+v, %v", r.res, r.err)
 	}
 }
+
+// A device that reconnected while its old session lingers gets the call
+// on its new session too: each session observing .rpc gets each call
+// once; the first answer completes it.
+func TestGoliothRPCTwoSessions(t *testing.T) {
+	c, cred := pskCloud(t, cloud.Options{}, "rpc-secret-0004")
+	stale, fresh := sdkClient(t, c, cred), sdkClient(t, c, cred)
+	chStale, _ := observe(t, stale, "/.rpc", acceptCBOR)
+	chFresh, _ := observe(t, fresh, "/.rpc", acceptCBOR)
+	waitObservers(t, c, 2)
+	done := callAsync(c.Admin(), "basic_return_type", []any{"string"}, 10*time.Second)
+	a, b := nextCall(t, chStale), nextCall(t, chFresh)
+	if a.ID != b.ID {
+		t.Fatalf("sessions got calls %s and %s", a.ID, b.ID)
+	}
+	if code := postCBOR(t, fresh, "/.rpc/status", indefMap(t, "id", b.ID, "detail", indefMap(t, "value", "foo"), "statusCode", 0)); code != codes.Changed {
+		t.Fatalf("status answered %v", code)
+	}
+	if r := result(t, done); r.err != nil || string(r.res.Detail) != `{"value":"foo"}` {
+		t.Fatalf("result %+v, %v", r.res, r.err)
+	}
+	if code := postCBOR(t, stale, "/.rpc/status", indefMap(t, "id", a.ID, "statusCode", 0)); code != codes.BadRequest {
+		t.Fatalf("second answer: %v", code)
+	}
+}

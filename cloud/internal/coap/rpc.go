@@ -25,8 +25,8 @@ import (
 // rpcotaState is what the RPC service remembers between notifications.
 type rpcotaState struct {
 	mu     sync.Mutex
-	sent   map[int64]time.Time // calls delivered, by row id
-	kicked map[int64]time.Time // calls whose observers were notified
+	sent   map[delivery]time.Time // calls delivered, per session
+	kicked map[int64]time.Time    // calls whose observers were notified
 }
 
 // maxRPCStatusBody bounds an answer on .rpc/status (the SDK's is at most
@@ -120,9 +120,6 @@ func (s *Server) NotifyRPC(ctx context.Context, id int64) int {
 func (s *Server) rpcKick(id int64) bool {
 	s.rpcota.mu.Lock()
 	defer s.rpcota.mu.Unlock()
-	if _, ok := s.rpcota.sent[id]; ok {
-		return false
-	}
 	if _, ok := s.rpcota.kicked[id]; ok {
 		return false
 	}
@@ -136,7 +133,7 @@ func (s *Server) rpcKick(id int64) bool {
 
 // prune forgets, once m is large, the calls older than any RPC timeout
 // worth waiting for.
-func prune(m map[int64]time.Time, now time.Time) {
+func prune[K comparable](m map[K]time.Time, now time.Time) {
 	if len(m) < 256 {
 		return
 	}
@@ -161,22 +158,40 @@ func (s *Server) observed(ctx context.Context, p Peer, path string) {
 		return
 	}
 	for _, c := range pending {
-		if !s.rpcDelivered(c.ID) {
+		if !s.rpcDelivered(c.ID, p) {
 			s.Notify(p.Project, p.Device, ".rpc")
 			return
 		}
 	}
 }
 
-func (s *Server) rpcDelivered(id int64) bool {
+// delivery is a call delivered to one session (its peer's address): a
+// device that reconnected gets a call its stale session was sent, and
+// each session gets each call once.
+type delivery struct {
+	id   int64
+	addr string
+}
+
+func deliveryTo(id int64, p Peer) delivery {
+	d := delivery{id: id}
+	if p.Addr != nil {
+		d.addr = p.Addr.String()
+	}
+	return d
+}
+
+func (s *Server) rpcDelivered(id int64, p Peer) bool {
 	s.rpcota.mu.Lock()
 	defer s.rpcota.mu.Unlock()
-	_, ok := s.rpcota.sent[id]
+	_, ok := s.rpcota.sent[deliveryTo(id, p)]
 	return ok
 }
 
 // renderRPC renders an observer's next notification of .rpc: the oldest
-// pending call of its device not yet delivered, marked delivered. When
+// pending call of its device not yet delivered to its session (a device
+// that reconnected while its stale session lingers gets every call on
+// the new one), marked delivered. When
 // more wait, the observer is kicked again, so each goes in a notification
 // of its own once the previous one is acknowledged. With nothing to
 // deliver it is the "OK" of the observation's start, which the SDK
@@ -193,7 +208,7 @@ func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
 	now := time.Now()
 	s.rpcota.mu.Lock()
 	if s.rpcota.sent == nil {
-		s.rpcota.sent = map[int64]time.Time{}
+		s.rpcota.sent = map[delivery]time.Time{}
 	}
 	prune(s.rpcota.sent, now)
 	var (
@@ -201,7 +216,7 @@ func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
 		more bool
 	)
 	for _, c := range pending {
-		if _, sent := s.rpcota.sent[c.ID]; sent {
+		if _, sent := s.rpcota.sent[deliveryTo(c.ID, q.Peer)]; sent {
 			continue
 		}
 		if body != nil {
@@ -213,7 +228,7 @@ func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
 			s.log.Warn("rpc call not encodable", "id", c.ID, "err", err)
 			continue
 		}
-		s.rpcota.sent[c.ID] = now
+		s.rpcota.sent[deliveryTo(c.ID, q.Peer)] = now
 		body = b
 		s.log.Debug("rpc call delivered", "project", c.Project, "device", c.Device, "id", c.ID, "method", c.Method)
 	}
