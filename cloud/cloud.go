@@ -243,6 +243,9 @@ func (c *Cloud) watch(ctx context.Context) {
 		}
 		last, err := c.Registry.WaitSeq(ctx, after)
 		if err == nil {
+			// RPC calls and OTA releases, wherever made, reach the
+			// devices' observers (rpcota.go).
+			c.deliver(ctx, after, last)
 			var evs []registry.Event
 			evs, err = c.Registry.Events(ctx, registry.Filter{AfterSeq: after, UpToSeq: last, Kinds: kinds, Limit: 1})
 			if err == nil {

@@ -17,8 +17,6 @@ import (
 	"github.com/credloop/credloop/sim"
 )
 
-// acceptCBOR is golioth_coap_add_accept with GOLIOTH_CONTENT_TYPE_CBOR.
-var acceptCBOR = message.Option{ID: message.Accept, Value: []byte{60}}
 
 type settingsDoc struct {
 	Version  int64          `cbor:"version"`

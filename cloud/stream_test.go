@@ -23,18 +23,18 @@ import (
 	"github.com/credloop/credloop/sim"
 )
 
-// sdkClient speaks CoAP as Golioth's firmware SDK does over libcoap
+// sdkConn speaks CoAP as Golioth's firmware SDK does over libcoap
 // (coap_client_libcoap.c): CON requests with an 8-byte token, Uri-Path
 // options from "prefix" + "path" with empty segments dropped, and for a
 // block-wise upload the same token on every Block1 block. go-coap's own
 // block-wise layer is off, so the messages are exactly these.
-type sdkClient struct {
+type sdkConn struct {
 	t     *testing.T
 	cc    *udpClient.Conn
 	token uint64
 }
 
-func dialSDK(t *testing.T, c *cloud.Cloud, cred sim.Credential) *sdkClient {
+func dialSDK(t *testing.T, c *cloud.Cloud, cred sim.Credential) *sdkConn {
 	t.Helper()
 	conn, err := sim.DialDTLS(ctxT(t), sim.DialOptions{Addr: c.Addrs().CoAPS, Credential: cred})
 	if err != nil {
@@ -42,17 +42,17 @@ func dialSDK(t *testing.T, c *cloud.Cloud, cred sim.Credential) *sdkClient {
 	}
 	cc := coapdtls.Client(conn, options.WithBlockwise(false, blockwise.SZX1024, time.Minute), options.WithCloseSocket())
 	t.Cleanup(func() { cc.Close() })
-	return &sdkClient{t: t, cc: cc, token: 0x1122334455660000}
+	return &sdkConn{t: t, cc: cc, token: 0x1122334455660000}
 }
 
-func (s *sdkClient) nextToken() []byte {
+func (s *sdkConn) nextToken() []byte {
 	s.token++
 	return binary.LittleEndian.AppendUint64(nil, s.token)
 }
 
 // request sends one message and returns the response's code, payload
 // and the message (released at the end of the test).
-func (s *sdkClient) request(code codes.Code, token []byte, path string, opts func(m *pool.Message), body []byte) (codes.Code, []byte, *pool.Message) {
+func (s *sdkConn) request(code codes.Code, token []byte, path string, opts func(m *pool.Message), body []byte) (codes.Code, []byte, *pool.Message) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -80,14 +80,14 @@ func (s *sdkClient) request(code codes.Code, token []byte, path string, opts fun
 }
 
 // post is golioth_coap_post: Content-Format and the payload.
-func (s *sdkClient) post(path string, cf message.MediaType, body []byte) (codes.Code, string) {
+func (s *sdkConn) post(path string, cf message.MediaType, body []byte) (codes.Code, string) {
 	code, payload, _ := s.request(codes.POST, s.nextToken(), path, func(m *pool.Message) { m.SetContentFormat(cf) }, body)
 	return code, string(payload)
 }
 
 // postBlocks is golioth_blockwise_post: Block1 blocks of size bytes,
 // one token for the whole transfer; it returns the code of every block.
-func (s *sdkClient) postBlocks(path string, cf message.MediaType, body []byte, size int) []codes.Code {
+func (s *sdkConn) postBlocks(path string, cf message.MediaType, body []byte, size int) []codes.Code {
 	token := s.nextToken()
 	szx := blockwise.SZX1024
 	for z := blockwise.SZX16; z <= blockwise.SZX1024; z++ {

@@ -38,6 +38,8 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"stream":   cmdStream,
 		"logs":     cmdLogs,
 		"settings": cmdSettings,
+		"rpc":      cmdRPC,
+		"ota":      cmdOTA,
 	}
 }
 
@@ -96,6 +98,18 @@ const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, .
   board online NAME            wait for the firmware's "connected" line
   board expect NAME REGEXP [--timeout D] [--not REGEXP]...
   board send NAME LINE, board udid NAME, board pubkey NAME FILE
+
+  rpc call PROJECT DEVICE METHOD [ARG]... [--timeout D]
+                               call a method on the device (Golioth RPC over its
+                               observation of .rpc); ARGs are JSON values or
+                               strings; prints "status NAME (CODE)" and "detail
+                               JSON"; '! rpc call' expects a timeout or a status
+                               other than OK
+  ota release PROJECT PACKAGE VERSION FILE [--device D]
+                               release FILE to the project's devices (or one);
+                               observers of .u/desired get the new manifest
+  ota status PROJECT DEVICE    print the device's manifest sequence, desired
+                               components and the state it last reported
 
 Conditions:
   [board:KIND]                 the hardware map names a real board of KIND

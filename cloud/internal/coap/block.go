@@ -81,7 +81,10 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 	t := &sess.blocks
 	now := time.Now()
 
-	// A request for a later block of an answer already computed.
+	// A request for a later block of an answer already computed. A GET
+	// may start at a later block (Golioth's SDK resumes an OTA download
+	// where it stopped, in a new session too): it is answered afresh.
+	var startBlock int64
 	if v, err := r.GetOptionUint32(message.Block2); err == nil {
 		szx, num, _, err := blockwise.DecodeBlockOption(v)
 		if err != nil {
@@ -93,13 +96,16 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 			t.expire(now)
 			d := t.downloads[key]
 			t.mu.Unlock()
-			if d == nil {
+			switch {
+			case d != nil:
+				s.writeBlock(w, d.resp, min(szx, maxBlockSZX), num)
+				return
+			case r.Code() != codes.GET:
 				s.write(w, response{code: codes.RequestEntityIncomplete, cf: message.TextPlain, hasCF: true,
 					body: []byte("no block-wise answer in progress for this resource")}, nil)
 				return
 			}
-			s.writeBlock(w, d.resp, min(szx, maxBlockSZX), num)
-			return
+			startBlock = num
 		}
 	}
 
@@ -172,7 +178,14 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 		resp = response{code: codes.InternalServerError}
 	}
 	s.observe.request(w.Conn(), sess, r, &resp)
+	if resp.hasObserve {
+		s.observed(r.Context(), sess.peer, path)
+	}
 
+	if startBlock > 0 && resp.code != codes.Content {
+		s.write(w, resp, block1)
+		return
+	}
 	szx := maxBlockSZX
 	if v, err := r.GetOptionUint32(message.Block2); err == nil {
 		if bs, _, _, err := blockwise.DecodeBlockOption(v); err == nil {
@@ -198,7 +211,7 @@ func (s *Server) serve(w *responsewriter.ResponseWriter[*udpClient.Conn], r *poo
 	}
 	t.downloads[key] = &download{resp: resp, expires: now.Add(transferTimeout)}
 	t.mu.Unlock()
-	s.writeBlockEcho(w, resp, szx, 0, block1)
+	s.writeBlockEcho(w, resp, szx, startBlock, block1)
 }
 
 func (s *Server) writeBlock(w *responsewriter.ResponseWriter[*udpClient.Conn], resp response, szx blockwise.SZX, num int64) {

@@ -37,7 +37,9 @@ const wellKnownCore = `</hello>;rt="credloop.hello";ct=50,` +
 	`</v1/csr>;rt="golioth.pki.csr";ct=42,` +
 	`</.well-known/est/crts>;rt="ace.est.crts";ct="281 287",` +
 	`</.well-known/est/sen>;rt="ace.est.sen";ct="281 287",` +
-	`</.well-known/est/sren>;rt="ace.est.sren";ct="281 287"`
+	`</.well-known/est/sren>;rt="ace.est.sren";ct="281 287",` +
+	`</.rpc>;rt="golioth.rpc";ct=60;obs,` +
+	`</.u/desired>;rt="golioth.ota.manifest";ct=60;obs`
 
 func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 	path, err := r.Path()
@@ -67,6 +69,10 @@ func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 		s.settings(w, r, p, strings.TrimPrefix(path, ".c"))
 	case path == "v1/csr":
 		s.pkiCSR(w, r, p)
+	case path == ".rpc" || strings.HasPrefix(path, ".rpc/"):
+		s.rpc(w, r, p, strings.TrimPrefix(strings.TrimPrefix(path, ".rpc"), "/"))
+	case strings.HasPrefix(path, ".u/"):
+		s.ota(w, r, p, strings.TrimPrefix(path, ".u/"))
 	case strings.HasPrefix(path, ".well-known/est/"):
 		s.est(w, r, p, strings.TrimPrefix(path, ".well-known/est/"))
 	default:

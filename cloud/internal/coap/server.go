@@ -107,6 +107,8 @@ type Server struct {
 	// ownHandshakes and pionHandshakes count the handshakes each DTLS
 	// implementation was given.
 	ownHandshakes, pionHandshakes atomic.Uint64
+	// rpcota is the state of the RPC service (rpc.go).
+	rpcota rpcotaState
 }
 
 // Handshakes reports how many handshakes credloop's own PSK server and
@@ -158,6 +160,8 @@ func Listen(opts Options) (*Server, error) {
 	s.observe = newObservers(s)
 	s.observable(".d", nil)
 	s.observable(".c", nil) // settings.go
+	s.observable(".rpc", s.renderRPC)
+	s.observable(".u/desired", nil)
 	// Expirations (idle sessions, retransmissions) are checked on this
 	// tick; go-coap's default is every 4 s, too coarse for short idle
 	// timeouts.
