@@ -17,7 +17,6 @@ import (
 	"github.com/credloop/credloop/sim"
 )
 
-
 type settingsDoc struct {
 	Version  int64          `cbor:"version"`
 	Settings map[string]any `cbor:"settings"`
