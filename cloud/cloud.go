@@ -72,6 +72,10 @@ type Options struct {
 	// messages; by default they are CON, retransmitted until acknowledged.
 	// Golioth's firmware SDK takes both.
 	NonConfirmableNotify bool
+	// RecordHello records a device's /hello and keepalive requests as
+	// coap.request events like its other CoAP requests; off by default,
+	// as they are the most frequent (they are logged at Debug either way).
+	RecordHello bool
 	// IdleTimeout closes idle DTLS sessions (default 120 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds a DTLS handshake (default 10 s).
@@ -167,6 +171,7 @@ func New(opts Options) (*Cloud, error) {
 			HandshakeTimeout:     opts.HandshakeTimeout,
 			PSKStack:             pskStack,
 			NonConfirmableNotify: opts.NonConfirmableNotify,
+			RecordHello:          opts.RecordHello,
 			Now:                  opts.Now,
 			Rand:                 opts.Rand,
 			Logger:               opts.Logger,

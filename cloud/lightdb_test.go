@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -253,3 +255,69 @@ func TestLightDBObserveFromAnotherProcess(t *testing.T) {
 }
 
 func simCred(id string, key []byte) sim.Credential { return sim.Credential{PSKIdentity: id, PSK: key} }
+
+// lockedBuffer is a log sink safe for the cloud's goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// Every request is recorded: an event and a Debug log line.
+func TestCoAPRequestRecorded(t *testing.T) {
+	var logs lockedBuffer
+	c, cred := pskCloud(t, cloud.Options{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}, "lightdb-secret")
+	cc := observeClient(t, c, cred)
+	get(t, cc, "/hello")
+	send(t, cc, codes.POST, "/.d/counter", message.AppJSON, []byte(`"twelve byte"`))
+	send(t, cc, codes.POST, "/.d/counter", message.AppJSON, []byte(`{`))
+	want := map[string]string{
+		`POST .d/counter cf=50 13B -> 2.04`: registry.OutcomeOK,
+		`POST .d/counter cf=50 1B -> 4.00`:  registry.OutcomeFail,
+	}
+	ctx := ctxT(t)
+	var after int64
+	for len(want) > 0 {
+		ev, err := c.Registry.WaitEvent(ctx, registry.Filter{Kind: registry.EventCoAPRequest, Device: "dev1", AfterSeq: after})
+		if err != nil {
+			t.Fatalf("waiting for %v: %v", want, err)
+		}
+		after = ev.Seq
+		if o, ok := want[ev.Reason]; ok {
+			if ev.Outcome != o || ev.Project != "acme" || ev.Credential != "dev1@acme" {
+				t.Fatalf("event = %+v", ev)
+			}
+			delete(want, ev.Reason)
+		}
+	}
+	if l := logs.String(); !strings.Contains(l, `msg="coap request" endpoint=coaps project=acme device=dev1 method=POST path=.d/counter cf=50 size=13 code=2.04 outcome=ok`) ||
+		!strings.Contains(l, `method=GET path=hello cf=-1 size=0 code=2.05`) {
+		t.Fatalf("no log line for the requests in:\n%s", l)
+	}
+	// /hello is logged, not recorded, unless Options.RecordHello.
+	evs, err := c.Registry.Events(ctx, registry.Filter{Kind: registry.EventCoAPRequest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if strings.Contains(e.Reason, "hello") {
+			t.Fatalf("hello recorded: %+v", e)
+		}
+	}
+	c2, cred2 := pskCloud(t, cloud.Options{RecordHello: true}, "lightdb-secret")
+	get(t, observeClient(t, c2, cred2), "/hello")
+	if ev := waitEvent(t, c2, registry.Filter{Kind: registry.EventCoAPRequest}); !strings.HasPrefix(ev.Reason, "GET hello 0B -> 2.05") {
+		t.Fatalf("with RecordHello: %+v", ev)
+	}
+}
