@@ -15,7 +15,9 @@ func TestLightDBCommands(t *testing.T) {
 	dir := newProjectDir(t)
 	mustCLI(t, "device", "add", "--dir", dir, "--project", "proj", "dev1")
 	base := []string{"--dir", dir, "--project", "proj", "--device", "dev1"}
-	cmd := func(args ...string) []string { return append(append([]string{"lightdb"}, args[:1]...), append(base, args[1:]...)...) }
+	cmd := func(args ...string) []string {
+		return append(append([]string{"lightdb"}, args[:1]...), append(base, args[1:]...)...)
+	}
 
 	if r := mustCLI(t, cmd("get", "desired/x")...); r.stdout != "null\n" {
 		t.Fatalf("get of nothing: %v", r)

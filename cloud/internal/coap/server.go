@@ -66,7 +66,7 @@ type Options struct {
 	// RecordHello records /hello and keepalive requests as coap.request
 	// events too; every other request is always recorded (record.go).
 	RecordHello bool
-	Now                  func() time.Time
+	Now         func() time.Time
 	// Rand is the randomness of handshakes and issued serials (default
 	// crypto/rand); concurrent handshakes share it, so it must be safe
 	// for concurrent use.
