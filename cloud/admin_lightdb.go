@@ -98,3 +98,17 @@ func (a *Admin) lightDBChanged(ctx context.Context, project, device string, kind
 		}
 	}
 }
+
+// NotifyObservers sends every CoAP observer of the device's path (one
+// that is the path, under it or above it, e.g. ".d/desired/x") its current
+// representation again, on every session of the device; device "" means
+// every device of the project. It returns the number of observers
+// notified; sending goes on after it returns. A resource's change made
+// through this cloud's own methods notifies by itself: this is for
+// changes that concern many devices at once, and for measuring.
+func (c *Cloud) NotifyObservers(project, device, path string) int {
+	if c.coap == nil {
+		return 0
+	}
+	return c.coap.Notify(project, device, path)
+}

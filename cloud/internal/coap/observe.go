@@ -40,6 +40,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -87,6 +88,7 @@ type observers struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	resources []observableResource // set in Listen, read-only afterwards
+	renders   chan struct{}        // bounds the renderings in progress
 
 	mu       sync.Mutex
 	byDevice map[devKey]map[*observer]struct{}
@@ -146,7 +148,8 @@ func (s *Server) ForgetNotified(upTo int64) {
 
 func newObservers(s *Server) *observers {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &observers{s: s, ctx: ctx, cancel: cancel, byDevice: map[devKey]map[*observer]struct{}{}}
+	return &observers{s: s, ctx: ctx, cancel: cancel, byDevice: map[devKey]map[*observer]struct{}{},
+		renders: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 }
 
 // observable makes every path under prefix observable; see the comment
@@ -428,6 +431,15 @@ func (ob *observer) run() {
 func (ob *observer) renderNow() response {
 	ctx, cancel := context.WithTimeout(ob.o.ctx, renderTimeout)
 	defer cancel()
+	// A change that concerns thousands of observers renders them a few at
+	// a time: thousands of registry reads at once only queue for its
+	// connections.
+	select {
+	case ob.o.renders <- struct{}{}:
+		defer func() { <-ob.o.renders }()
+	case <-ctx.Done():
+		return response{code: codes.ServiceUnavailable}
+	}
 	q := observeQuery{Peer: ob.sess.peer, Path: ob.path, Accept: ob.accept, HasAccept: ob.hasAccept}
 	var resp response
 	if ob.render != nil {
