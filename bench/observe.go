@@ -34,6 +34,9 @@ type ObserveOptions struct {
 	Timeout          time.Duration
 	HandshakeTimeout time.Duration
 	Rand             io.Reader
+	// BeforeChange, when set, runs once every device observes, just
+	// before the change (e.g. to start a CPU profile).
+	BeforeChange func()
 }
 
 // ObserveResult is what Observe measured: the time from the operator's
@@ -230,6 +233,9 @@ func Observe(ctx context.Context, o ObserveOptions) (ObserveResult, error) {
 			}
 			hist.Record(d)
 		}(b)
+	}
+	if o.BeforeChange != nil {
+		o.BeforeChange()
 	}
 	start = time.Now()
 	close(ready)
