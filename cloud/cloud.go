@@ -72,6 +72,10 @@ type Options struct {
 	// messages; by default they are CON, retransmitted until acknowledged.
 	// Golioth's firmware SDK takes both.
 	NonConfirmableNotify bool
+	// RecordHello records a device's /hello and keepalive requests as
+	// coap.request events like its other CoAP requests; off by default,
+	// as they are the most frequent (they are logged at Debug either way).
+	RecordHello bool
 	// IdleTimeout closes idle DTLS sessions (default 120 s).
 	IdleTimeout time.Duration
 	// HandshakeTimeout bounds a DTLS handshake (default 10 s).
@@ -167,6 +171,7 @@ func New(opts Options) (*Cloud, error) {
 			HandshakeTimeout:     opts.HandshakeTimeout,
 			PSKStack:             pskStack,
 			NonConfirmableNotify: opts.NonConfirmableNotify,
+			RecordHello:          opts.RecordHello,
 			Now:                  opts.Now,
 			Rand:                 opts.Rand,
 			Logger:               opts.Logger,
@@ -248,6 +253,9 @@ func (c *Cloud) watch(ctx context.Context) {
 			c.deliver(ctx, after, last)
 			var evs []registry.Event
 			evs, err = c.Registry.Events(ctx, registry.Filter{AfterSeq: after, UpToSeq: last, Kinds: kinds, Limit: 1})
+			if err == nil && c.coap != nil {
+				err = c.notifyEvents(ctx, after, last)
+			}
 			if err == nil {
 				if len(evs) > 0 {
 					c.revalidate(ctx, string(evs[0].Kind))
@@ -266,6 +274,47 @@ func (c *Cloud) watch(ctx context.Context) {
 		}
 		gap.Reset(watchGap)
 	}
+}
+
+// notifyPaths are the kinds of change events after which the CoAP
+// endpoint notifies observers, with the observed path each one changes.
+var notifyPaths = map[registry.EventKind]func(registry.Event) string{
+	registry.EventLightDBSet:    lightDBEventPath,
+	registry.EventLightDBDelete: lightDBEventPath,
+}
+
+// notifyEvents notifies the CoAP observers concerned by the change events
+// after..last: those of another process (the CLI on the same directory);
+// this process's own were notified when made. Each (device, path) is
+// notified once per batch.
+func (c *Cloud) notifyEvents(ctx context.Context, after, last int64) error {
+	kinds := make([]registry.EventKind, 0, len(notifyPaths))
+	for k := range notifyPaths {
+		kinds = append(kinds, k)
+	}
+	evs, err := c.Registry.Events(ctx, registry.Filter{AfterSeq: after, UpToSeq: last, Kinds: kinds})
+	if err != nil {
+		return err
+	}
+	type target struct{ project, device, path string }
+	seen := map[target]bool{}
+	for _, e := range evs {
+		t := target{e.Project, e.Device, notifyPaths[e.Kind](e)}
+		if !seen[t] && c.coap.NotifyEvent(e.Seq, t.project, t.device, t.path) {
+			seen[t] = true
+		}
+	}
+	c.coap.ForgetNotified(last)
+	return nil
+}
+
+// lightDBEventPath is the observed path a LightDB State event changes.
+func lightDBEventPath(e registry.Event) string {
+	p, ok := coap.LightDBPath(e.Reason)
+	if !ok {
+		return ".d" // the whole document: every LightDB observer of the device
+	}
+	return coap.LightDBResource(p)
 }
 
 // watchGap is the least time between two reads of the event log by the

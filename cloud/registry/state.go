@@ -18,6 +18,10 @@ const (
 	MaxStatePath  = 256      // bytes of a state path
 )
 
+// ErrStateTooLarge is returned by PutState for a value or a resulting
+// document over its limit; it is also ErrInvalid.
+var ErrStateTooLarge = fmt.Errorf("%w: state too large", ErrInvalid)
+
 // PutState stores value (valid JSON, at most MaxStateValue bytes) at path
 // in the device's state, creating intermediate objects and replacing
 // whatever was at path, or in the way of it. At path "" value must be an
@@ -37,7 +41,7 @@ func (r *Registry) PutState(ctx context.Context, project, device, path string, v
 		return fmt.Errorf("put state of %s/%s: %w", project, device, err)
 	}
 	if len(value) > MaxStateValue {
-		return fmt.Errorf("put state %s/%s %q: %w: value is %d bytes, max %d", project, device, path, ErrInvalid, len(value), MaxStateValue)
+		return fmt.Errorf("put state %s/%s %q: %w: value is %d bytes, max %d", project, device, path, ErrStateTooLarge, len(value), MaxStateValue)
 	}
 	v, err := decodeJSON(value)
 	if err != nil {
@@ -60,7 +64,7 @@ func (r *Registry) PutState(ctx context.Context, project, device, path string, v
 			return err
 		}
 		if len(b) > MaxStateDoc {
-			return fmt.Errorf("%w: state document would be %d bytes, max %d", ErrInvalid, len(b), MaxStateDoc)
+			return fmt.Errorf("%w: state document would be %d bytes, max %d", ErrStateTooLarge, len(b), MaxStateDoc)
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO device_state (project, device, doc, updated) VALUES (?, ?, ?, ?)
 			ON CONFLICT (project, device) DO UPDATE SET doc = excluded.doc, updated = excluded.updated`,

@@ -55,6 +55,8 @@ Workloads:
 	}
 	fmt.Fprintf(tw, "  %s\t%s\t[memory and goroutines per device]\n", bench.WorkloadFleet,
 		"--devices N connect over DTLS PSK (--concurrency at a time) and stay connected")
+	fmt.Fprintf(tw, "  %s\t%s\t[time from one change to each device's notification]\n", bench.WorkloadObserve,
+		"--devices N each observe a LightDB State path (CoAP Observe); one project-wide change notifies them all")
 	tw.Flush()
 	b.WriteString(`
 Registry entries, keys, certificates and (coap, est) sessions are prepared
@@ -93,6 +95,7 @@ Examples:
   credloop bench dtls-psk --target 127.0.0.1:5684 --psk-identity id --psk secret
   credloop bench mqtt-mtls --server-proc --concurrency 16 --duration 10s
   credloop bench fleet --server-proc --devices 2000
+  credloop bench observe --devices 10000
   credloop bench side-by-side dtls-psk --concurrency 16 --duration 10s
   credloop bench mqtt-mtls --devices 1000 --json mqtt.json
   credloop bench dtls-psk --shard 0/4 --json s0.json   (one of 4 machines)
@@ -130,7 +133,7 @@ func runBench(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
-	known := name == bench.WorkloadFleet
+	known := name == bench.WorkloadFleet || name == bench.WorkloadObserve
 	for _, w := range bench.Workloads {
 		known = known || w.Name == name
 	}
@@ -193,6 +196,12 @@ func runBench(ctx context.Context, env *Env) error {
 		params["path"] = *path
 	}
 
+	if name == bench.WorkloadObserve {
+		if *target != "" || *serverProc {
+			return usageErr("observe runs on an embedded cloud: --target and --server-proc do not apply")
+		}
+		return benchObserve(ctx, env, *load.devices, *load.conc, *load.jsonOut)
+	}
 	if name == bench.WorkloadFleet {
 		return benchFleet(ctx, env, *load.devices, *load.conc, shard, *target, *load.jsonOut, *serverProc, *client == "pion")
 	}
@@ -558,4 +567,26 @@ func benchFleet(ctx context.Context, env *Env, devices, concurrency int, shard b
 		return err
 	}
 	return f.Close()
+}
+
+// benchObserve runs the observe workload and prints its result.
+func benchObserve(ctx context.Context, env *Env, devices, concurrency int, jsonOut string) error {
+	r, err := bench.Observe(ctx, bench.ObserveOptions{Devices: devices, Concurrency: concurrency})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, r)
+	if jsonOut != "" {
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(jsonOut, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	if r.Notified < r.Devices {
+		return fmt.Errorf("bench observe: %d of %d devices notified", r.Notified, r.Devices)
+	}
+	return nil
 }

@@ -27,13 +27,14 @@ import (
 // Commands is the scenario command set. Each command's usage is in Usage.
 func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
 	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"cloud":  cmdCloud,
-		"clock":  cmdClock,
-		"sim":    cmdSim,
-		"await":  cmdAwait,
-		"mark":   cmdMark,
-		"expect": cmdExpect,
-		"board":  cmdBoard,
+		"cloud":   cmdCloud,
+		"clock":   cmdClock,
+		"sim":     cmdSim,
+		"await":   cmdAwait,
+		"mark":    cmdMark,
+		"expect":  cmdExpect,
+		"board":   cmdBoard,
+		"lightdb": cmdLightDB,
 
 		"stream":   cmdStream,
 		"logs":     cmdLogs,
@@ -123,7 +124,7 @@ Conditions:
   expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N
   expect events [--project P] [--device D] [--kind K] [--outcome O]
                 [--reason REGEXP] [--since-mark] --count N
-` + goliothUsage
+` + lightdbUsage + goliothUsage
 
 // flags parses a command's flags, failing the script with the usage on
 // error.
@@ -251,6 +252,8 @@ func cmdSim(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	}
 	switch sub {
+	case "observe", "notifications":
+		simObserve(ts, w, neg, sub, name, coap(), rest)
 	case "boot":
 		expectErr("boot", d.Start(ctx))
 	case "reboot":

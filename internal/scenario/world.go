@@ -80,6 +80,10 @@ type world struct {
 	// pskStack is the DTLS PSK stack of every cloud started; empty: the
 	// cloud's default.
 	pskStack cloud.DTLSPSKStack
+
+	// observations are the simulated devices' LightDB observations, by
+	// "NAME PATH" (lightdb.go).
+	observations map[string]*sim.Observation
 }
 
 func setup(env *testscript.Env, hw *hil.Map, pskStack cloud.DTLSPSKStack) error {

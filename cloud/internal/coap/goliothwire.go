@@ -32,7 +32,7 @@ var errWire = errors.New("coap: malformed payload")
 var rpcObserveOK = []byte{0x62, 'O', 'K'}
 
 var (
-	cborDec = func() cbor.DecMode {
+	wireDec = func() cbor.DecMode {
 		dm, err := cbor.DecOptions{
 			DupMapKey:         cbor.DupMapKeyEnforcedAPF,
 			IndefLength:       cbor.IndefLengthAllowed,
@@ -48,7 +48,7 @@ var (
 		}
 		return dm
 	}()
-	cborEnc = func() cbor.EncMode {
+	wireEnc = func() cbor.EncMode {
 		em, err := cbor.EncOptions{Sort: cbor.SortNone, ShortestFloat: cbor.ShortestFloatNone}.EncMode()
 		if err != nil {
 			panic(err)
@@ -78,7 +78,7 @@ func encodeRPCCall(callID, method string, params json.RawMessage) ([]byte, error
 	if arr == nil {
 		arr = []any{}
 	}
-	return cborEnc.Marshal(rpcCallWire{ID: callID, Method: method, Params: arr})
+	return wireEnc.Marshal(rpcCallWire{ID: callID, Method: method, Params: arr})
 }
 
 // jsonToCBORValue decodes JSON keeping integers integers (CBOR major
@@ -138,7 +138,7 @@ type rpcStatus struct {
 // detail, a CBOR map, comes back as JSON.
 func decodeRPCStatus(b []byte) (rpcStatus, error) {
 	var w rpcStatusWire
-	if err := cborDec.Unmarshal(b, &w); err != nil {
+	if err := wireDec.Unmarshal(b, &w); err != nil {
 		return rpcStatus{}, fmt.Errorf("%w: not a CBOR map of id, statusCode and detail: %v", errWire, err)
 	}
 	switch {
@@ -154,7 +154,7 @@ func decodeRPCStatus(b []byte) (rpcStatus, error) {
 	st := rpcStatus{CallID: *w.ID, Status: registry.RPCStatus(*w.StatusCode)}
 	if len(w.Detail) > 0 && !bytes.Equal(w.Detail, []byte{0xf6}) {
 		var m map[string]any
-		if err := cborDec.Unmarshal(w.Detail, &m); err != nil {
+		if err := wireDec.Unmarshal(w.Detail, &m); err != nil {
 			return rpcStatus{}, fmt.Errorf("%w: detail is not a map with text keys: %v", errWire, err)
 		}
 		if m == nil {
@@ -213,13 +213,13 @@ func encodeManifest(rels []registry.OTARelease) ([]byte, error) {
 			Package: o.Package, Version: o.Version, Hash: o.Hash, Size: o.Size, URI: componentURI(o.Package, o.Version),
 		})
 	}
-	comps, err := cborEnc.Marshal(m.Components)
+	comps, err := wireEnc.Marshal(m.Components)
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(comps)
 	m.Hash = hex.EncodeToString(sum[:])
-	return cborEnc.Marshal(m)
+	return wireEnc.Marshal(m)
 }
 
 // otaReportWire is golioth_ota_report_state's map: "s" state, "r"
@@ -242,7 +242,7 @@ type otaReport struct {
 // decodeOTAReport decodes and checks a device's OTA state report.
 func decodeOTAReport(b []byte) (otaReport, error) {
 	var w otaReportWire
-	if err := cborDec.Unmarshal(b, &w); err != nil {
+	if err := wireDec.Unmarshal(b, &w); err != nil {
 		return otaReport{}, fmt.Errorf("%w: not a CBOR map of s, r, pkg, v and t: %v", errWire, err)
 	}
 	switch {

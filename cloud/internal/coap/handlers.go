@@ -1,18 +1,14 @@
 package coap
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"strings"
-	"time"
 
 	"github.com/plgd-dev/go-coap/v3/message"
 	"github.com/plgd-dev/go-coap/v3/message/codes"
 	"github.com/plgd-dev/go-coap/v3/message/pool"
 
 	"github.com/credloop/credloop/cloud/internal/endpoint"
-	"github.com/credloop/credloop/cloud/registry"
 )
 
 // response is what a resource handler answers; serve turns it into one
@@ -60,7 +56,7 @@ func (s *Server) handle(w *response, r *pool.Message, p Peer) {
 	case path == "hello":
 		s.hello(w, r, p)
 	case path == ".d" || strings.HasPrefix(path, ".d/"):
-		s.state(w, r, p, strings.TrimPrefix(strings.TrimPrefix(path, ".d"), "/"))
+		s.lightdb(w, r, p, strings.TrimPrefix(strings.TrimPrefix(path, ".d"), "/"))
 	case path == ".s/logs" || path == "logs":
 		s.logs(w, r, p)
 	case path == ".s" || strings.HasPrefix(path, ".s/"):
@@ -135,57 +131,4 @@ func (s *Server) hello(w *response, r *pool.Message, p Peer) {
 		"device": p.Device, "project": p.Project, "method": p.Method, "credential": p.Credential,
 	})
 	s.replyBody(w, codes.Content, message.AppJSON, body)
-}
-
-// state is a small Golioth LightDB-State-like store: JSON documents per
-// device under .d/<path>.
-func (s *Server) state(w *response, r *pool.Message, p Peer, path string) {
-	if len(path) > 128 {
-		s.reply(w, codes.BadRequest, "path too long")
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-	defer cancel()
-	switch r.Code() {
-	case codes.GET:
-		v, err := s.reg.GetState(ctx, p.Project, p.Device, path)
-		if errors.Is(err, registry.ErrNotFound) {
-			s.reply(w, codes.NotFound, "no state at "+endpoint.Printable(path))
-			return
-		}
-		if err != nil {
-			s.reply(w, codes.InternalServerError, "registry unavailable")
-			return
-		}
-		s.replyBody(w, codes.Content, message.AppJSON, v)
-	case codes.POST, codes.PUT:
-		if cf, err := r.ContentFormat(); err == nil && cf != message.AppJSON {
-			s.reply(w, codes.UnsupportedMediaType, "state is JSON (content-format 50)")
-			return
-		}
-		body, err := r.ReadBody()
-		if err != nil {
-			s.reply(w, codes.BadRequest, "unreadable body")
-			return
-		}
-		if err := s.reg.PutState(ctx, p.Project, p.Device, path, body); err != nil {
-			if errors.Is(err, registry.ErrInvalid) {
-				s.reply(w, codes.BadRequest, "state must be a JSON document of at most 16 KiB")
-				return
-			}
-			s.reply(w, codes.InternalServerError, "registry unavailable")
-			return
-		}
-		s.Notify(p.Project, p.Device, strings.TrimSuffix(".d/"+path, "/"))
-		s.reply(w, codes.Changed, "")
-	case codes.DELETE:
-		if err := s.reg.DeleteState(ctx, p.Project, p.Device, path); err != nil {
-			s.reply(w, codes.InternalServerError, "registry unavailable")
-			return
-		}
-		s.Notify(p.Project, p.Device, strings.TrimSuffix(".d/"+path, "/"))
-		s.reply(w, codes.Deleted, "")
-	default:
-		s.reply(w, codes.MethodNotAllowed, "GET, POST, PUT or DELETE")
-	}
 }

@@ -40,6 +40,7 @@ import (
 	"bytes"
 	"context"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -87,14 +88,68 @@ type observers struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 	resources []observableResource // set in Listen, read-only afterwards
+	renders   chan struct{}        // bounds the renderings in progress
 
 	mu       sync.Mutex
 	byDevice map[devKey]map[*observer]struct{}
+
+	// marked are the seqs of change events whose observers this process
+	// notified already (MarkNotified).
+	markMu sync.Mutex
+	marked map[int64]struct{}
+}
+
+// maxMarked bounds the marks kept for a watch that does not read them; a
+// mark lost costs one repeated notification.
+const maxMarked = 1 << 16
+
+// MarkNotified records that the observers concerned by the change event
+// seq, recorded by this process, were notified already: NotifyEvent,
+// called for it by the cloud's watch of the event log, does nothing.
+func (s *Server) MarkNotified(seq int64) {
+	o := s.observe
+	o.markMu.Lock()
+	defer o.markMu.Unlock()
+	if o.marked == nil || len(o.marked) >= maxMarked {
+		o.marked = map[int64]struct{}{}
+	}
+	o.marked[seq] = struct{}{}
+}
+
+// NotifyEvent is Notify for a change event read from the event log: the
+// change of another process (the CLI on the same directory), or one this
+// process already notified (MarkNotified), which it skips. It reports
+// whether it notified.
+func (s *Server) NotifyEvent(seq int64, project, device, path string) bool {
+	o := s.observe
+	o.markMu.Lock()
+	_, done := o.marked[seq]
+	delete(o.marked, seq)
+	o.markMu.Unlock()
+	if done {
+		return false
+	}
+	s.Notify(project, device, path)
+	return true
+}
+
+// ForgetNotified drops the marks of events up to seq, which the watch
+// has read.
+func (s *Server) ForgetNotified(upTo int64) {
+	o := s.observe
+	o.markMu.Lock()
+	defer o.markMu.Unlock()
+	for k := range o.marked {
+		if k <= upTo {
+			delete(o.marked, k)
+		}
+	}
 }
 
 func newObservers(s *Server) *observers {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &observers{s: s, ctx: ctx, cancel: cancel, byDevice: map[devKey]map[*observer]struct{}{}}
+	return &observers{s: s, ctx: ctx, cancel: cancel, byDevice: map[devKey]map[*observer]struct{}{},
+		renders: make(chan struct{}, 2*runtime.GOMAXPROCS(0))}
 }
 
 // observable makes every path under prefix observable; see the comment
@@ -376,6 +431,15 @@ func (ob *observer) run() {
 func (ob *observer) renderNow() response {
 	ctx, cancel := context.WithTimeout(ob.o.ctx, renderTimeout)
 	defer cancel()
+	// A change that concerns thousands of observers renders them a few at
+	// a time: thousands of registry reads at once only queue for its
+	// connections.
+	select {
+	case ob.o.renders <- struct{}{}:
+		defer func() { <-ob.o.renders }()
+	case <-ctx.Done():
+		return response{code: codes.ServiceUnavailable}
+	}
 	q := observeQuery{Peer: ob.sess.peer, Path: ob.path, Accept: ob.accept, HasAccept: ob.hasAccept}
 	var resp response
 	if ob.render != nil {

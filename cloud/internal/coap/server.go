@@ -63,7 +63,10 @@ type Options struct {
 	// by default they are CON, retransmitted until acknowledged
 	// (observe.go).
 	NonConfirmableNotify bool
-	Now                  func() time.Time
+	// RecordHello records /hello and keepalive requests as coap.request
+	// events too; every other request is always recorded (record.go).
+	RecordHello bool
+	Now         func() time.Time
 	// Rand is the randomness of handshakes and issued serials (default
 	// crypto/rand); concurrent handshakes share it, so it must be safe
 	// for concurrent use.
@@ -99,7 +102,11 @@ type Server struct {
 	closeOnce  sync.Once
 	closeErr   error
 	observe    *observers
-	verifier   fakeca.Verifier // client chains, remembering verified intermediates
+	// recording holds a slot per request event waiting for its commit
+	// (record.go); recordWG waits for them on Close.
+	recording chan struct{}
+	recordWG  sync.WaitGroup
+	verifier  fakeca.Verifier // client chains, remembering verified intermediates
 	// checks counts Revalidate and Drop calls: a handshake that sees it
 	// unchanged from before its registry checks until its session is
 	// visible to them needs no second look at the registry.
@@ -158,6 +165,7 @@ func Listen(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, reg: opts.Registry, log: opts.Logger.With("endpoint", "coaps"), done: make(chan struct{}), stopTick: make(chan struct{})}
 	s.observe = newObservers(s)
+	s.recording = make(chan struct{}, maxRecording)
 	s.observable(".d", nil)
 	s.observable(".c", nil) // settings.go
 	s.observable(".rpc", s.renderRPC)
@@ -180,7 +188,7 @@ func Listen(opts Options) (*Server, error) {
 	s.l = l
 	s.log.Debug("listening", "addr", l.parent.Addr().String(), "psk_stack", string(opts.PSKStack))
 	s.coap = server.New(
-		options.WithHandlerFunc(udpClient.HandlerFunc(s.serve)),
+		options.WithHandlerFunc(udpClient.HandlerFunc(s.serveRecorded)),
 		options.WithRequestMonitor(udpClient.RequestMonitorFunc(s.monitor)),
 		options.WithInactivityMonitor(opts.IdleTimeout, options.UDPOnInactive(s.onIdle)),
 		// Block-wise transfers are ours (block.go).
@@ -252,6 +260,7 @@ func (s *Server) Close() error {
 		s.closeErr = s.l.Close()
 		<-s.done
 		s.observe.close()
+		s.recordWG.Wait()
 		close(s.stopTick)
 	})
 	return s.closeErr
