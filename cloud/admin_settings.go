@@ -104,29 +104,3 @@ func scopeName(project, device string) string {
 	}
 	return "device " + project + "/" + device
 }
-
-// notifySettings sends the observing devices their settings again after
-// the settings.set events in (after, last]: a project-wide change reaches
-// every device of the project, a device's change that device. Changes
-// made through any admin, in this process or another, arrive here
-// through the event log.
-func (c *Cloud) notifySettings(ctx context.Context, after, last int64) error {
-	if c.coap == nil {
-		return nil
-	}
-	evs, err := c.Registry.Events(ctx, registry.Filter{AfterSeq: after, UpToSeq: last, Kind: registry.EventSettingsSet})
-	if err != nil {
-		return err
-	}
-	type scope struct{ project, device string }
-	done := map[scope]bool{}
-	for _, e := range evs {
-		k := scope{e.Project, e.Device}
-		if done[k] || done[scope{e.Project, ""}] {
-			continue
-		}
-		done[k] = true
-		c.coap.Notify(e.Project, e.Device, ".c")
-	}
-	return nil
-}

@@ -260,7 +260,6 @@ func (c *Cloud) watch(ctx context.Context) {
 				if len(evs) > 0 {
 					c.revalidate(ctx, string(evs[0].Kind))
 				}
-				err = c.notifySettings(ctx, after, last)
 				after = last
 			}
 		}
@@ -281,6 +280,9 @@ func (c *Cloud) watch(ctx context.Context) {
 var notifyPaths = map[registry.EventKind]func(registry.Event) string{
 	registry.EventLightDBSet:    lightDBEventPath,
 	registry.EventLightDBDelete: lightDBEventPath,
+	// A setting changed for one device, or for the whole project (device
+	// ""): its observers of .c get their settings again.
+	registry.EventSettingsSet: func(registry.Event) string { return ".c" },
 }
 
 // notifyEvents notifies the CoAP observers concerned by the change events

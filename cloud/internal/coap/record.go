@@ -89,8 +89,14 @@ func (s *Server) recordRequest(p Peer, method codes.Code, path string, cf int, s
 	fmt.Fprintf(&b, " %dB -> %s", size, codeString(code))
 	e := registry.Event{Project: p.Project, Device: p.Device, Credential: p.Credential, Kind: registry.EventCoAPRequest,
 		Outcome: outcome, Reason: b.String()}
-	s.recording <- struct{}{}
+	s.recordMu.Lock()
+	if s.recClosed {
+		s.recordMu.Unlock()
+		return
+	}
 	s.recordWG.Add(1)
+	s.recordMu.Unlock()
+	s.recording <- struct{}{}
 	go func() {
 		defer s.recordWG.Done()
 		defer func() { <-s.recording }()

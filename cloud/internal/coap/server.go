@@ -106,6 +106,8 @@ type Server struct {
 	// (record.go); recordWG waits for them on Close.
 	recording chan struct{}
 	recordWG  sync.WaitGroup
+	recordMu  sync.Mutex      // orders recordWG.Add before Close's Wait
+	recClosed bool            // under recordMu: Close has begun waiting
 	verifier  fakeca.Verifier // client chains, remembering verified intermediates
 	// checks counts Revalidate and Drop calls: a handshake that sees it
 	// unchanged from before its registry checks until its session is
@@ -260,6 +262,9 @@ func (s *Server) Close() error {
 		s.closeErr = s.l.Close()
 		<-s.done
 		s.observe.close()
+		s.recordMu.Lock()
+		s.recClosed = true
+		s.recordMu.Unlock()
 		s.recordWG.Wait()
 		close(s.stopTick)
 	})
