@@ -66,6 +66,9 @@ type Options struct {
 	UDID, KeyFile string
 	// Log receives emulators' own debug logs.
 	Log io.Writer
+	// ServerCA is the PEM a host board's firmware trusts for the cloud
+	// (its {ca} placeholder).
+	ServerCA []byte
 }
 
 // Board is an open board: a hardware map entry (hil.BoardSpec) brought
@@ -80,6 +83,7 @@ type Board struct {
 	kind Kind
 	emu  Emulator
 	drv  Driver
+	host bool // a process on this host (Kind.Launch)
 
 	closeOnce sync.Once
 	closeErr  error
@@ -100,6 +104,9 @@ func Open(ctx context.Context, o Options) (*Board, error) {
 	if o.Redactor == nil {
 		// Drivers refuse to send a secret they cannot keep out of the log.
 		o.Redactor = hil.NewRedactor()
+	}
+	if k.Launch != nil {
+		return b.launch(ctx, o)
 	}
 	var po hil.PortOptions
 	if spec.Emulate {
@@ -149,6 +156,37 @@ func Open(ctx context.Context, o Options) (*Board, error) {
 	return b, nil
 }
 
+// launch opens a host board: the kind starts the process and hands back
+// the console's connection.
+func (b *Board) launch(ctx context.Context, o Options) (*Board, error) {
+	if b.spec.Emulate || b.spec.Exec == "" {
+		return nil, fmt.Errorf("board %s: %w: a %s board needs exec (the firmware to run), not emulate", b.Name, hil.ErrInvalidMap, b.Kind)
+	}
+	if o.Flash != nil {
+		return nil, fmt.Errorf("boards: %s runs on this host: its workdir is its flash", b.Name)
+	}
+	conn, err := b.kind.Launch(ctx, LaunchOptions{Spec: b.spec, RunDir: o.RunDir, Cloud: o.Cloud, ServerCA: o.ServerCA, Log: o.Log})
+	if err != nil {
+		return nil, fmt.Errorf("boards: starting %s: %w", b.Name, err)
+	}
+	b.host = true
+	c, err := hil.NewConsole(conn, hil.ConsoleOptions{Name: b.Name, RunDir: o.RunDir, Redactor: o.Redactor, LogEscapes: true})
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	b.Console = c
+	if b.drv, err = b.kind.Open(c, conn, o.Redactor); err != nil {
+		_ = b.Close()
+		return nil, fmt.Errorf("boards: driver of %s: %w", b.Name, err)
+	}
+	return b, nil
+}
+
+// Host reports whether the board is firmware run as a process on this
+// host (kind linux).
+func (b *Board) Host() bool { return b.host }
+
 // Emulated reports whether the board is played by an emulator.
 func (b *Board) Emulated() bool { return b.emu != nil }
 
@@ -180,7 +218,7 @@ func (b *Board) Provision(ctx context.Context, cr Credentials) error {
 // (DTR/RTS, console command, power; the kind's default when it says
 // nothing), an emulated one with its console command.
 func (b *Board) Reset(ctx context.Context) error {
-	if b.emu == nil {
+	if b.emu == nil && !b.host {
 		return hil.ResetBoard(ctx, b.spec, b.Console)
 	}
 	return b.drv.Reset(ctx)
@@ -189,6 +227,9 @@ func (b *Board) Reset(ctx context.Context) error {
 // PowerCycle removes and restores power: the emulator's RTC state is lost;
 // a real board runs its hardware map power command.
 func (b *Board) PowerCycle(ctx context.Context) error {
+	if pd, ok := b.drv.(PowerDriver); ok && b.host {
+		return pd.PowerCycle(ctx)
+	}
 	if b.emu == nil {
 		return hil.PowerCycle(ctx, b.spec, b.Console)
 	}
@@ -201,6 +242,9 @@ func (b *Board) PowerCycle(ctx context.Context) error {
 // matching point ("set:<key>", "any"). A real board is ErrNotEmulated, an
 // emulator that cannot ErrUnsupported.
 func (b *Board) CutPowerAt(point string) error {
+	if pd, ok := b.drv.(PowerDriver); ok && b.host {
+		return pd.CutPowerAt(point)
+	}
 	if b.emu == nil {
 		return fmt.Errorf("%w: %s is a real board", ErrNotEmulated, b.Name)
 	}
@@ -251,8 +295,8 @@ func (b *Board) closeEmu() error {
 	return b.emu.Close()
 }
 
-// Close closes the driver, the console (and port) and stops the
-// emulator. It may be called again.
+// Close closes the driver, the console (and port, or a host board's
+// process) and stops the emulator. It may be called again.
 func (b *Board) Close() error {
 	b.closeOnce.Do(func() {
 		var errs []error

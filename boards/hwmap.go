@@ -3,6 +3,8 @@ package boards
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
+	"strings"
 
 	"github.com/credloop/credloop/hil"
 )
@@ -13,6 +15,15 @@ func LoadMap(path string) (*hil.Map, error) {
 	m, err := hil.LoadMap(path)
 	if err != nil {
 		return nil, err
+	}
+	// A host board's relative exec and workdir are the map file's.
+	for i, b := range m.Boards {
+		if b.Exec != "" && strings.ContainsRune(b.Exec, filepath.Separator) && !filepath.IsAbs(b.Exec) {
+			m.Boards[i].Exec = filepath.Join(filepath.Dir(path), b.Exec)
+		}
+		if b.Workdir != "" && !filepath.IsAbs(b.Workdir) {
+			m.Boards[i].Workdir = filepath.Join(filepath.Dir(path), b.Workdir)
+		}
 	}
 	if err := CheckMap(m); err != nil {
 		for _, e := range unjoin(err) {
@@ -38,6 +49,16 @@ func CheckMap(m *hil.Map) error {
 		if err != nil {
 			errs = append(errs, &hil.FieldError{Line: b.Line, Board: b.Name, Field: "kind",
 				Err: fmt.Errorf("%w: %q (want %s)", hil.ErrInvalidValue, b.Kind, KindList())})
+			continue
+		}
+		switch {
+		case k.Launch != nil && b.Exec == "":
+			errs = append(errs, &hil.FieldError{Line: b.Line, Board: b.Name, Field: "exec",
+				Err: fmt.Errorf("%w: a %s board is firmware run on this host: give its executable", hil.ErrMissingField, k.Name)})
+			continue
+		case k.Launch == nil && b.Exec != "":
+			errs = append(errs, &hil.FieldError{Line: b.Line, Board: b.Name, Field: "exec",
+				Err: fmt.Errorf("%w: a %s board does not run on this host (kind linux does)", hil.ErrInvalidValue, k.Name)})
 			continue
 		}
 		if b.Emulate && k.Emulate == nil {

@@ -49,6 +49,39 @@ type Kind struct {
 	// Emulate starts an emulator of the kind on a pseudo-terminal (nil:
 	// the kind has none). ctx bounds the start only.
 	Emulate func(ctx context.Context, o EmulatorOptions) (Emulator, error)
+	// Launch starts a host board: the user's firmware built for this
+	// machine, run as a process (the hardware map's exec). It returns
+	// the console's connection, which Open then gets as its port; nil:
+	// the kind's boards sit behind serial ports. A kind with Launch
+	// needs exec in every map entry, and its driver handles power
+	// (PowerDriver).
+	Launch func(ctx context.Context, o LaunchOptions) (io.ReadWriteCloser, error)
+}
+
+// LaunchOptions configures a Kind's Launch.
+type LaunchOptions struct {
+	// Spec is the board's hardware map entry (exec, args, env, ...).
+	Spec hil.BoardSpec
+	// RunDir holds the default working directory,
+	// <RunDir>/boards/<name>/.
+	RunDir string
+	// Cloud is where the firmware connects, when it takes it at run
+	// time.
+	Cloud Endpoints
+	// ServerCA is the PEM the firmware trusts for the cloud ({ca}).
+	ServerCA []byte
+	// Log receives the kind's own debug log (never a secret).
+	Log io.Writer
+}
+
+// PowerDriver is a Driver that handles power itself (a host board's
+// process): Board's PowerCycle and CutPowerAt go to it.
+type PowerDriver interface {
+	// PowerCycle removes and restores power and returns once the board
+	// has started again.
+	PowerCycle(ctx context.Context) error
+	// CutPowerAt removes power at point (the kind documents its points).
+	CutPowerAt(point string) error
 }
 
 // USBID is a USB adapter: a vendor id and a product id (4 hex digits,

@@ -38,6 +38,10 @@ func BoardLogPath(runDir, name string) (string, error) {
 // \r\n and a bare \r become \n, also when split between reads, and ANSI
 // escape sequences (colours, cursor movement) are dropped.
 type normalizer struct {
+	// keepEscapes passes escape sequences through (for a log that keeps
+	// colours); \r is normalized all the same.
+	keepEscapes bool
+
 	cr  bool // the last byte was \r
 	esc byte // 0, or escState*
 	csi int  // bytes of the current CSI sequence
@@ -52,6 +56,9 @@ func (n *normalizer) append(dst, p []byte) []byte {
 	for _, c := range p {
 		switch n.esc {
 		case escStart:
+			if n.keepEscapes {
+				dst = append(dst, c)
+			}
 			if c == '[' {
 				n.esc, n.csi = escCSI, 0
 			} else {
@@ -62,8 +69,14 @@ func (n *normalizer) append(dst, p []byte) []byte {
 			n.csi++
 			switch {
 			case 0x20 <= c && c <= 0x3f && n.csi < 32:
+				if n.keepEscapes {
+					dst = append(dst, c)
+				}
 				continue // parameters and intermediates
 			case 0x40 <= c && c <= 0x7e:
+				if n.keepEscapes {
+					dst = append(dst, c)
+				}
 				n.esc = 0
 				continue // final byte
 			}
@@ -72,6 +85,9 @@ func (n *normalizer) append(dst, p []byte) []byte {
 		switch c {
 		case 0x1b:
 			n.esc = escStart
+			if n.keepEscapes {
+				dst = append(dst, c)
+			}
 		case '\r':
 			dst = append(dst, '\n')
 			n.cr = true

@@ -18,6 +18,12 @@ var (
 	ErrExpectTimeout = errors.New("hil: expect timed out")
 	ErrMustNotMatch  = errors.New("hil: a must-not-match pattern appeared")
 	ErrConsoleClosed = errors.New("hil: console closed")
+	// ErrStopped is what a connection's Read returns (wrapped) when the
+	// board behind it stopped but may start again, such as firmware run
+	// as a process on this host that exited: the console records it
+	// (Expects fail with it instead of waiting) and reads on; the next
+	// text received clears it.
+	ErrStopped = errors.New("hil: board stopped")
 )
 
 // Console defaults.
@@ -62,6 +68,9 @@ type ConsoleOptions struct {
 	// TailLines is how many received lines an Expect error quotes;
 	// DefaultTailLines when 0.
 	TailLines int
+	// LogEscapes keeps ANSI escape sequences (colours) in the board log,
+	// written as \x1b[...; Expect never sees them.
+	LogEscapes bool
 }
 
 // Console is a board's serial console: a goroutine reads everything the
@@ -86,6 +95,7 @@ type Console struct {
 	wmu    sync.Mutex // orders writes and their log lines
 	txNorm normalizer
 	rxNorm normalizer // the reader goroutine's
+	rxLog  normalizer // the reader goroutine's, for the log with LogEscapes
 
 	mu       sync.Mutex
 	buf      []byte // normalized text not consumed by a match
@@ -129,6 +139,7 @@ func NewConsole(conn io.ReadWriteCloser, opts ConsoleOptions) (*Console, error) 
 	}
 	c := &Console{conn: conn, opts: opts, log: log, notify: make(chan struct{}),
 		taps: map[*Tap]bool{}, closing: make(chan struct{}), done: make(chan struct{})}
+	c.rxLog.keepEscapes = true
 	if port != nil {
 		port.observe(c.portEvent)
 		c.log.note("console on %s", port.Path())
@@ -183,6 +194,9 @@ func (c *Console) readLoop(port *Port) {
 		c.wake()
 		c.mu.Unlock()
 		if port == nil {
+			if errors.Is(err, ErrStopped) {
+				continue // the connection said why in what it sent
+			}
 			c.log.note("read failed: %v", err)
 			return
 		}
@@ -207,7 +221,11 @@ func (c *Console) readLoop(port *Port) {
 // ingest takes raw bytes from the board.
 func (c *Console) ingest(raw []byte) {
 	text := c.rxNorm.append(nil, raw)
-	c.log.text(DirReceived, text)
+	if c.opts.LogEscapes {
+		c.log.text(DirReceived, c.rxLog.append(nil, raw))
+	} else {
+		c.log.text(DirReceived, text)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.received += int64(len(raw))

@@ -13,6 +13,7 @@ func FuzzParseMap(f *testing.F) {
 	f.Add([]byte("- &b {name: a, kind: nrf, emulate: true}\n- *b\n"))
 	f.Add([]byte("- name: a\n  <<: {kind: nrf}\n"))
 	f.Add([]byte("{}"))
+	f.Add([]byte("- name: fw\n  kind: linux\n  exec: fw\n  env: {A: '{psk}'}\n  files: {c/x.pem: '{cert}'}\n  volatile: [ram]\n  stop_grace: 1s\n"))
 	f.Add([]byte("- name: x\n  kind: esp32\n  port: 0\n  fixtures: []")) // once failed the round trip
 	f.Fuzz(func(t *testing.T, in []byte) {
 		m, err := ParseMap(in)

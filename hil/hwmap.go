@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -71,6 +73,37 @@ type BoardSpec struct {
 	// real hardware.
 	Emulate bool `yaml:"emulate,omitempty"`
 
+	// A host board is firmware built for this machine and run as a
+	// process (kind linux), as Golioth's HIL suite runs its Linux port
+	// and Twister runs native_sim executables: it has Exec instead of a
+	// port. Its fields below are refused on other boards.
+
+	// Exec is the firmware's executable.
+	Exec string `yaml:"exec,omitempty"`
+	// Args are its arguments; they may name the placeholders of
+	// HostPlaceholders.
+	Args []string `yaml:"args,omitempty"`
+	// Env adds environment variables; values may name the placeholders
+	// of HostPlaceholders ({psk} the key's bytes, {psk_id} the identity,
+	// {cert}, {key} and {ca} the paths of PEM files).
+	Env map[string]string `yaml:"env,omitempty"`
+	// Files maps paths relative to Workdir to a placeholder whose
+	// content the file gets at each start ({cert}, {key}, {ca}: PEM;
+	// {psk}: the key's bytes; {psk_id}: the identity).
+	Files map[string]string `yaml:"files,omitempty"`
+	// Workdir is the process's working directory, kept across resets
+	// (its files are the board's flash).
+	Workdir string `yaml:"workdir,omitempty"`
+	// Volatile lists paths relative to Workdir that a power cycle
+	// removes.
+	Volatile []string `yaml:"volatile,omitempty"`
+	// Online is a regular expression for the console line that says
+	// the firmware is connected.
+	Online string `yaml:"online,omitempty"`
+	// StopGrace is how long a stop waits after SIGTERM before SIGKILL,
+	// a Go duration ("2s").
+	StopGrace string `yaml:"stop_grace,omitempty"`
+
 	// Line is where the board starts in the file it was parsed from (0
 	// if it was not).
 	Line int `yaml:"-"`
@@ -84,6 +117,13 @@ func (b BoardSpec) ResetPlan() (Reset, error) {
 	}
 	return ParseReset(b.Reset)
 }
+
+// HostPlaceholders are what a host board's args, env and files may
+// name; they are filled from the board's credentials at each start.
+var HostPlaceholders = []string{"{psk}", "{psk_id}", "{cert}", "{key}", "{ca}"}
+
+// hostFields are the fields only a host board (exec) takes.
+var hostFields = []string{"args", "env", "files", "workdir", "volatile", "online", "stop_grace"}
 
 var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
 
@@ -111,10 +151,12 @@ func (b BoardSpec) FlashCommand(port, image, offset string) ([]string, error) {
 	return args, nil
 }
 
-func checkTemplate(s string) error {
+func checkTemplate(s string) error { return checkPlaceholders(s, flashVars) }
+
+func checkPlaceholders(s string, vars []string) error {
 	for _, m := range placeholder.FindAllString(s, -1) {
-		if !slices.Contains(flashVars, m) {
-			return fmt.Errorf("%w: unknown placeholder %s (want %s)", ErrInvalidValue, m, strings.Join(flashVars, " "))
+		if !slices.Contains(vars, m) {
+			return fmt.Errorf("%w: unknown placeholder %s (want %s)", ErrInvalidValue, m, strings.Join(vars, " "))
 		}
 	}
 	if rest := placeholder.ReplaceAllString(s, ""); strings.ContainsAny(rest, "{}") {
@@ -255,7 +297,8 @@ func deref(n *yaml.Node) *yaml.Node {
 	return n
 }
 
-var boardFields = []string{"name", "kind", "port", "serial_number", "location", "baud", "reset", "power", "flash", "fixtures", "emulate"}
+var boardFields = []string{"name", "kind", "port", "serial_number", "location", "baud", "reset", "power", "flash", "fixtures", "emulate",
+	"exec", "args", "env", "files", "workdir", "volatile", "online", "stop_grace"}
 
 // parseBoard reads one board's fields; lines maps each field present (and
 // "" for the board itself) to its line, and "!field" marks a field that
@@ -323,6 +366,22 @@ func parseBoard(n *yaml.Node, pos int) (BoardSpec, map[string]int, []error) {
 			}
 		case "fixtures":
 			b.Fixtures, err = stringList(v)
+		case "exec":
+			b.Exec, err = scalarString(v)
+		case "args":
+			b.Args, err = stringList(v)
+		case "env":
+			b.Env, err = stringMap(v)
+		case "files":
+			b.Files, err = stringMap(v)
+		case "workdir":
+			b.Workdir, err = scalarString(v)
+		case "volatile":
+			b.Volatile, err = stringList(v)
+		case "online":
+			b.Online, err = scalarString(v)
+		case "stop_grace":
+			b.StopGrace, err = scalarString(v)
 		}
 		if err != nil {
 			fail(v.Line, key, err)
@@ -357,7 +416,31 @@ func stringList(v *yaml.Node) ([]string, error) {
 	return out, nil
 }
 
+// stringMap reads a mapping of strings to strings; a value may be any
+// scalar (env: {PORT: 5684} is "5684").
+func stringMap(v *yaml.Node) (map[string]string, error) {
+	if v.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%w: want a mapping of names to strings", ErrInvalidValue)
+	}
+	if len(v.Content) == 0 {
+		return nil, nil // "env: {}" is the same as no env
+	}
+	out := make(map[string]string, len(v.Content)/2)
+	for i := 0; i+1 < len(v.Content); i += 2 {
+		k, val := deref(v.Content[i]), deref(v.Content[i+1])
+		if k.Kind != yaml.ScalarNode || val.Kind != yaml.ScalarNode || val.Tag == "!!null" {
+			return nil, fmt.Errorf("%w: want a mapping of names to strings", ErrInvalidValue)
+		}
+		if _, dup := out[k.Value]; dup {
+			return nil, fmt.Errorf("%w: %q set twice", ErrDuplicate, k.Value)
+		}
+		out[k.Value] = val.Value
+	}
+	return out, nil
+}
+
 var (
+	envNameRE  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	nameRE     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	kindRE     = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
 	locationRE = regexp.MustCompile(`^[0-9]+-[0-9]+(\.[0-9]+)*(:[0-9]+\.[0-9]+)?$`)
@@ -442,9 +525,14 @@ func validate(boards []BoardSpec, lines []map[string]int) []error {
 		switch {
 		case b.Port != "" && usb:
 			fail("port", fmt.Errorf("%w: give port or serial_number/location, not both", ErrConflict))
-		case b.Port == "" && !usb && !b.Emulate && !bad["emulate"]:
-			fail("port", fmt.Errorf("%w: a real board needs port, serial_number or location (or emulate: true)", ErrMissingField))
+		case b.Exec != "" && (b.Port != "" || usb):
+			fail("exec", fmt.Errorf("%w: a host board (exec) has no port, serial_number or location", ErrConflict))
+		case b.Exec != "" && b.Emulate:
+			fail("exec", fmt.Errorf("%w: a host board (exec) runs its own firmware: no emulate", ErrConflict))
+		case b.Port == "" && !usb && !b.Emulate && !bad["emulate"] && b.Exec == "" && !bad["exec"]:
+			fail("port", fmt.Errorf("%w: a real board needs port, serial_number or location (or emulate: true, or exec for firmware run on this host)", ErrMissingField))
 		}
+		validateHost(b, l, fail)
 		if b.Location != "" && !locationRE.MatchString(b.Location) {
 			fail("location", fmt.Errorf("%w: %q is not a USB bus path such as 1-1.2", ErrInvalidValue, b.Location))
 		}
@@ -477,6 +565,115 @@ func validate(boards []BoardSpec, lines []map[string]int) []error {
 		}
 	}
 	return errs
+}
+
+// validateHost checks a host board's fields (and that no other board has
+// them).
+func validateHost(b *BoardSpec, l map[string]int, fail func(string, error)) {
+	if b.Exec == "" {
+		for _, f := range hostFields {
+			if _, has := l[f]; has || hostFieldSet(b, f) {
+				fail(f, fmt.Errorf("%w: only a host board (exec) takes %s", ErrConflict, f))
+			}
+		}
+		return
+	}
+	if strings.TrimSpace(b.Exec) != b.Exec || hasControl(b.Exec) {
+		fail("exec", fmt.Errorf("%w: %q: a path without surrounding spaces or control characters", ErrInvalidValue, b.Exec))
+	}
+	for _, a := range b.Args {
+		if strings.ContainsRune(a, 0) {
+			fail("args", fmt.Errorf("%w: a NUL byte", ErrInvalidValue))
+		} else if err := checkPlaceholders(a, HostPlaceholders); err != nil {
+			fail("args", err)
+		}
+	}
+	for _, k := range sortedKeys(b.Env) {
+		v := b.Env[k]
+		switch {
+		case !envNameRE.MatchString(k):
+			fail("env", fmt.Errorf("%w: %q is not a variable name", ErrInvalidValue, k))
+		case strings.ContainsRune(v, 0):
+			fail("env", fmt.Errorf("%w: %s: a NUL byte", ErrInvalidValue, k))
+		default:
+			if err := checkPlaceholders(v, HostPlaceholders); err != nil {
+				fail("env", fmt.Errorf("%s: %w", k, err))
+			}
+		}
+	}
+	for _, p := range sortedKeys(b.Files) {
+		if err := checkRelPath(p); err != nil {
+			fail("files", err)
+		} else if !slices.Contains(HostPlaceholders, b.Files[p]) {
+			fail("files", fmt.Errorf("%w: %s: %q is not one placeholder (want one of %s)", ErrInvalidValue, p, b.Files[p], strings.Join(HostPlaceholders, " ")))
+		}
+	}
+	if _, has := l["workdir"]; has && strings.TrimSpace(b.Workdir) == "" || hasControl(b.Workdir) {
+		fail("workdir", fmt.Errorf("%w: empty or control characters", ErrInvalidValue))
+	}
+	for _, p := range b.Volatile {
+		if err := checkRelPath(p); err != nil {
+			fail("volatile", err)
+		}
+	}
+	if b.Online != "" {
+		if _, err := regexp.Compile(b.Online); err != nil {
+			fail("online", fmt.Errorf("%w: %w", ErrInvalidValue, err))
+		}
+	}
+	if _, has := l["stop_grace"]; has || b.StopGrace != "" {
+		if d, err := time.ParseDuration(b.StopGrace); err != nil || d <= 0 {
+			fail("stop_grace", fmt.Errorf("%w: %q: want a positive duration such as 2s", ErrInvalidValue, b.StopGrace))
+		}
+	}
+}
+
+func hostFieldSet(b *BoardSpec, field string) bool {
+	switch field {
+	case "args":
+		return len(b.Args) > 0
+	case "env":
+		return len(b.Env) > 0
+	case "files":
+		return len(b.Files) > 0
+	case "workdir":
+		return b.Workdir != ""
+	case "volatile":
+		return len(b.Volatile) > 0
+	case "online":
+		return b.Online != ""
+	case "stop_grace":
+		return b.StopGrace != ""
+	}
+	return false
+}
+
+// checkRelPath accepts a path inside the working directory: relative,
+// without "..".
+func checkRelPath(p string) error {
+	clean := filepath.Clean(p)
+	if p == "" || filepath.IsAbs(p) || clean == "." || clean == ".." || strings.HasPrefix(clean, "../") || hasControl(p) {
+		return fmt.Errorf("%w: %q: want a path inside the working directory", ErrInvalidValue, p)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// StopGraceDuration is the board's StopGrace, or def when it has none
+// (or an invalid one, which validation reports).
+func (b BoardSpec) StopGraceDuration(def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(b.StopGrace); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 func lineOfBoard(lines []map[string]int, i int) int {

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 const goodMap = `# bench 1
@@ -110,6 +111,19 @@ func TestParseMapErrors(t *testing.T) {
 		{"fixtures not a list", "- name: a\n  kind: nrf\n  emulate: true\n  fixtures: wifi\n", ErrInvalidValue, "a", "fixtures", 4},
 		{"fixture twice", "- name: a\n  kind: nrf\n  emulate: true\n  fixtures: [x, x]\n", ErrDuplicate, "a", "fixtures", 4},
 		{"name not a string", "- name: [a]\n  kind: nrf\n  emulate: true\n", ErrInvalidValue, "#1", "name", 1},
+		{"host unknown key", "- name: a\n  kind: linux\n  exec: fw\n  environment: {A: b}\n", ErrUnknownField, "a", "environment", 4},
+		{"exec and port", "- name: a\n  kind: linux\n  port: /dev/x\n  exec: fw\n", ErrConflict, "a", "exec", 4},
+		{"exec and emulate", "- name: a\n  kind: linux\n  emulate: true\n  exec: fw\n", ErrConflict, "a", "exec", 4},
+		{"env without exec", "- name: a\n  kind: nrf\n  emulate: true\n  env: {A: b}\n", ErrConflict, "a", "env", 4},
+		{"env placeholder", "- name: a\n  kind: linux\n  exec: fw\n  env: {A: '{password}'}\n", ErrInvalidValue, "a", "env", 4},
+		{"env name", "- name: a\n  kind: linux\n  exec: fw\n  env: {A-B: x}\n", ErrInvalidValue, "a", "env", 4},
+		{"env not a mapping", "- name: a\n  kind: linux\n  exec: fw\n  env: [A=b]\n", ErrInvalidValue, "a", "env", 4},
+		{"args placeholder", "- name: a\n  kind: linux\n  exec: fw\n  args: ['--psk={pks}']\n", ErrInvalidValue, "a", "args", 4},
+		{"files outside", "- name: a\n  kind: linux\n  exec: fw\n  files: {../x: '{cert}'}\n", ErrInvalidValue, "a", "files", 4},
+		{"files template", "- name: a\n  kind: linux\n  exec: fw\n  files: {x: 'key {key}'}\n", ErrInvalidValue, "a", "files", 4},
+		{"volatile absolute", "- name: a\n  kind: linux\n  exec: fw\n  volatile: [/tmp]\n", ErrInvalidValue, "a", "volatile", 4},
+		{"online regexp", "- name: a\n  kind: linux\n  exec: fw\n  online: '('\n", ErrInvalidValue, "a", "online", 4},
+		{"stop grace", "- name: a\n  kind: linux\n  exec: fw\n  stop_grace: 2\n", ErrInvalidValue, "a", "stop_grace", 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -129,6 +143,42 @@ func TestParseMapErrors(t *testing.T) {
 					fe.Board, fe.Field, fe.Line, tt.board, tt.field, tt.line, err)
 			}
 		})
+	}
+}
+
+func TestParseMapHostBoard(t *testing.T) {
+	in := `- name: fw
+  kind: linux
+  exec: build/fw
+  args: [--id, "{psk_id}"]
+  env: {GOLIOTH_PSK_ID: "{psk_id}", GOLIOTH_PSK: "{psk}", PORT: 5684}
+  files: {certs/client.crt.pem: "{cert}"}
+  workdir: state
+  volatile: [ram, tmp/x]
+  online: connected$
+  stop_grace: 500ms
+`
+	m, err := ParseMap([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := BoardSpec{Name: "fw", Kind: "linux", Baud: DefaultBaud, Exec: "build/fw", Args: []string{"--id", "{psk_id}"},
+		Env:   map[string]string{"GOLIOTH_PSK_ID": "{psk_id}", "GOLIOTH_PSK": "{psk}", "PORT": "5684"},
+		Files: map[string]string{"certs/client.crt.pem": "{cert}"}, Workdir: "state", Volatile: []string{"ram", "tmp/x"},
+		Online: "connected$", StopGrace: "500ms", Line: 1}
+	if !reflect.DeepEqual(m.Boards[0], want) {
+		t.Fatalf("board:\n%+v\nwant\n%+v", m.Boards[0], want)
+	}
+	if d := m.Boards[0].StopGraceDuration(time.Second); d != 500*time.Millisecond {
+		t.Fatalf("stop grace %v", d)
+	}
+	var buf bytes.Buffer
+	if err := WriteMap(&buf, m); err != nil {
+		t.Fatal(err)
+	}
+	back, err := ParseMap(buf.Bytes())
+	if err != nil || !reflect.DeepEqual(back.Boards[0].Env, want.Env) || back.Boards[0].StopGrace != "500ms" {
+		t.Fatalf("round trip: %+v, %v\n%s", back, err, buf.String())
 	}
 }
 

@@ -6,5 +6,6 @@ import (
 	// Each kind registers itself from its init.
 	_ "github.com/credloop/credloop/boards/cc3220"
 	_ "github.com/credloop/credloop/boards/esp32"
+	_ "github.com/credloop/credloop/boards/linux"
 	_ "github.com/credloop/credloop/boards/nrf"
 )

@@ -14,10 +14,17 @@ import (
 )
 
 func TestKindsRegistered(t *testing.T) {
-	if got := boards.KindList(); got != "cc3220, esp32, nrf" {
+	if got := boards.KindList(); got != "cc3220, esp32, linux, nrf" {
 		t.Fatalf("kinds = %s", got)
 	}
 	for _, k := range boards.Kinds() {
+		if k.Launch != nil {
+			// A host board: a process, not a USB serial port.
+			if k.Open == nil || k.Summary == "" || k.Emulate != nil || len(k.USB) != 0 {
+				t.Errorf("kind %s is incomplete: %+v", k.Name, k)
+			}
+			continue
+		}
 		if k.Open == nil || k.Emulate == nil || k.Summary == "" || len(k.USB) == 0 {
 			t.Errorf("kind %s is incomplete: %+v", k.Name, k)
 		}
@@ -109,7 +116,54 @@ func TestLoadMapUnknownKind(t *testing.T) {
 	if !errors.Is(err, hil.ErrInvalidMap) || !errors.As(err, &fe) || fe.Board != "b" || fe.Field != "kind" || fe.Line != 4 || fe.File != path {
 		t.Fatalf("err = %v (%+v)", err, fe)
 	}
-	if want := `kind: invalid value: "stm32" (want cc3220, esp32, nrf)`; !strings.Contains(err.Error(), want) {
+	if want := `kind: invalid value: "stm32" (want cc3220, esp32, linux, nrf)`; !strings.Contains(err.Error(), want) {
 		t.Fatalf("err = %v, want it to say %s", err, want)
+	}
+}
+
+// A linux board needs exec, and only a linux board takes it; a relative
+// exec or workdir is the map file's.
+func TestLoadMapHostBoards(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "hardware.yml")
+	yml := `- name: fw
+  kind: linux
+  exec: build/fw
+  args: [--verbose]
+  env:
+    GOLIOTH_PSK_ID: "{psk_id}"
+    GOLIOTH_PSK: "{psk}"
+  files:
+    certs/client.crt.pem: "{cert}"
+  workdir: state
+  volatile: [ram]
+  online: connected
+  stop_grace: 500ms
+`
+	if err := os.WriteFile(path, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	m, err := boards.LoadMap(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := m.Boards[0]
+	if b.Exec != filepath.Join(dir, "build/fw") || b.Workdir != filepath.Join(dir, "state") || b.Env["GOLIOTH_PSK"] != "{psk}" ||
+		b.Files["certs/client.crt.pem"] != "{cert}" || b.Online != "connected" || b.StopGraceDuration(0).String() != "500ms" {
+		t.Fatalf("board = %+v", b)
+	}
+	bad := []struct{ yml, field string }{
+		{"- name: a\n  kind: linux\n  emulate: true\n", "exec"},
+		{"- name: a\n  kind: esp32\n  exec: /bin/true\n", "exec"},
+	}
+	for _, tt := range bad {
+		if err := os.WriteFile(path, []byte(tt.yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err := boards.LoadMap(path)
+		var fe *hil.FieldError
+		if !errors.As(err, &fe) || fe.Field != tt.field || fe.Board != "a" || fe.Line != 1 {
+			t.Errorf("%q: err = %v", tt.yml, err)
+		}
 	}
 }

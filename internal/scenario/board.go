@@ -158,7 +158,15 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 		ts.Fatalf("board add: board %q exists", name)
 	}
 	var kind, id, project, flash, udid, keyFile, factoryCert, factoryKey string
+	var execPath, workdir, online string
+	var hostArgs, hostEnv, volatile multiFlag
 	fs := flags(ts, "board add", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&execPath, "exec", "", "linux: the firmware built for this host (relative to the work dir)")
+		fs.Var(&hostArgs, "arg", "linux: an argument (repeatable)")
+		fs.Var(&hostEnv, "env", "linux: K=V, V may name {psk} {psk_id} {cert} {key} {ca} (repeatable)")
+		fs.StringVar(&workdir, "workdir", "", "linux: its working directory (default boards/NAME/)")
+		fs.Var(&volatile, "volatile", "linux: a workdir path a power cycle removes (repeatable)")
+		fs.StringVar(&online, "online", "", "linux: the REGEXP of its connected line (default: Golioth's)")
 		fs.StringVar(&kind, "kind", "", "the board's kind: "+boards.KindList())
 		fs.StringVar(&id, "id", "", "device id (esp32 certificate mode)")
 		fs.StringVar(&project, "project", "", "project (esp32 certificate mode)")
@@ -169,17 +177,41 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 		fs.StringVar(&factoryKey, "factory-key", "", "esp32: its key")
 	})
 	if fs.NArg() != 0 {
-		ts.Fatalf("usage: board add NAME --kind KIND [--id ID] [--project P] [--flash FILE] [--udid U --key FILE]")
+		ts.Fatalf("usage: board add NAME --kind KIND [--id ID] [--project P] [--flash FILE] [--udid U --key FILE] | --kind linux --exec PATH [--arg A]... [--env K=V]... [--workdir D] [--volatile P]... [--online RE]")
 	}
 	if w.cloud == nil {
 		ts.Fatalf("board add: start the cloud first (`cloud start`)")
 	}
-	entry, err := w.boardEntry(name, kind)
-	ts.Check(err)
+	var entry hil.BoardSpec
+	var err error
+	if execPath != "" {
+		entry = hil.BoardSpec{Name: name, Kind: kind, Exec: ts.MkAbs(execPath), Args: hostArgs, Volatile: volatile, Online: online, Baud: hil.DefaultBaud}
+		if workdir != "" {
+			entry.Workdir = ts.MkAbs(workdir)
+		}
+		for _, kv := range hostEnv {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok {
+				ts.Fatalf("board add: --env wants K=V, not %q", kv)
+			}
+			if entry.Env == nil {
+				entry.Env = map[string]string{}
+			}
+			entry.Env[k] = v
+		}
+		m := &hil.Map{Boards: []hil.BoardSpec{entry}}
+		if err := errors.Join(m.Validate(), boards.CheckMap(m)); err != nil {
+			ts.Fatalf("board add: %v", err)
+		}
+		entry = m.Boards[0]
+	} else {
+		entry, err = w.boardEntry(name, kind)
+		ts.Check(err)
+	}
 	o := boards.Options{
 		Spec: entry, RunDir: w.work, Now: w.clock.Now, Redactor: w.redactor,
 		Cloud:    boards.Endpoints{CoAPS: w.addr, MQTTS: w.mqttAddr, HTTPS: w.httpAddr},
-		DeviceID: id, Project: project, UDID: udid,
+		DeviceID: id, Project: project, UDID: udid, ServerCA: w.cloud.CA().RootPEM(),
 	}
 	if keyFile != "" {
 		o.KeyFile = ts.MkAbs(keyFile)
@@ -195,9 +227,14 @@ func boardAdd(ctx context.Context, ts *testscript.TestScript, w *world, name str
 	b, err := boards.Open(ctx, o)
 	ts.Check(err)
 	w.boards[name] = b
-	where := "emulated on " + b.Console.Conn().(*hil.Port).Path()
-	if !b.Emulated() {
-		where = "real board on " + b.Console.Conn().(*hil.Port).Path()
+	var where string
+	switch port, _ := b.Console.Conn().(*hil.Port); {
+	case b.Host():
+		where = "firmware run on this host, " + entry.Exec
+	case b.Emulated():
+		where = "emulated on " + port.Path()
+	default:
+		where = "real board on " + port.Path()
 	}
 	ts.Logf("board %s (%s): %s; log %s", name, entry.Kind, where, b.Console.LogPath())
 	ts.Check(b.WaitBoot(ctx))

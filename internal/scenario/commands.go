@@ -83,11 +83,16 @@ const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, .
                                [--udid U --key FILE]
                                a board: the hardware map's real one named NAME, or
                                an emulator on a pseudo-terminal; waits for boot
+  board add NAME --kind linux --exec PATH [--arg A]... [--env K=V]...
+                 [--workdir D] [--volatile P]... [--online REGEXP]
+                               the firmware PATH built for this host, run as a
+                               process on a pseudo-terminal; K=V may name {psk}
+                               {psk_id} {cert} {key} {ca}, filled at provisioning
   board provision NAME (--psk-identity ID --psk HEX | --device P/ID |
                         --cert F --key F [--chain F])
                                install credentials the board's own way (console,
                                settings, mcumgr upload; a cc3220 provisions itself)
-  board reset|power-cycle NAME, board power-cut NAME POINT
+  board reset|power-cycle NAME, board power-cut NAME POINT (linux: now)
   board online NAME            wait for the firmware's "connected" line
   board expect NAME REGEXP [--timeout D] [--not REGEXP]...
   board send NAME LINE, board udid NAME, board pubkey NAME FILE
