@@ -120,8 +120,10 @@ const (
 	certFile  = "client.crt.pem"
 	keyFile   = "client.key.pem"
 	caFile    = "ca.crt.pem"
-	tag       = "[credloop] "
 )
+
+// tag starts credloop's own lines on a linux board's console.
+const tag = "[credloop] "
 
 // Process is a firmware process and its console connection: Read returns
 // what it prints on its terminal (stdout and stderr), with credloop's
