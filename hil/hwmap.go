@@ -578,6 +578,11 @@ func validateHost(b *BoardSpec, l map[string]int, fail func(string, error)) {
 		}
 		return
 	}
+	for _, f := range []struct{ field, v string }{{"reset", b.Reset}, {"power", b.Power}, {"flash", b.Flash}} {
+		if f.v != "" {
+			fail(f.field, fmt.Errorf("%w: a host board (exec) is reset, powered and flashed by its process and working directory", ErrConflict))
+		}
+	}
 	if strings.TrimSpace(b.Exec) != b.Exec || hasControl(b.Exec) {
 		fail("exec", fmt.Errorf("%w: %q: a path without surrounding spaces or control characters", ErrInvalidValue, b.Exec))
 	}

@@ -123,6 +123,7 @@ func TestParseMapErrors(t *testing.T) {
 		{"files template", "- name: a\n  kind: linux\n  exec: fw\n  files: {x: 'key {key}'}\n", ErrInvalidValue, "a", "files", 4},
 		{"volatile absolute", "- name: a\n  kind: linux\n  exec: fw\n  volatile: [/tmp]\n", ErrInvalidValue, "a", "volatile", 4},
 		{"online regexp", "- name: a\n  kind: linux\n  exec: fw\n  online: '('\n", ErrInvalidValue, "a", "online", 4},
+		{"host reset", "- name: a\n  kind: linux\n  exec: fw\n  reset: 'console:reboot'\n", ErrConflict, "a", "reset", 4},
 		{"stop grace", "- name: a\n  kind: linux\n  exec: fw\n  stop_grace: 2\n", ErrInvalidValue, "a", "stop_grace", 4},
 	}
 	for _, tt := range tests {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -79,7 +80,10 @@ device: its PSK (the registry never holds a device's private key, so
 certificates are installed from files in scenarios, or by the board's own
 CSR). ESP32 boards get Golioth's settings (settings set golioth/psk-id,
 golioth/psk) over the ESP-IDF console; nRF boards the same over the Zephyr
-shell; then the board restarts. The key is never printed or logged.
+shell; then the board restarts. A linux board (firmware run on this host)
+gets them in its working directory, for the placeholders of its env, args
+and files, and runs while the command does. The key is never printed or
+logged.
 
 Example:
   credloop board provision --map hardware.yml --dir ./lab esp32-1 --device acme/esp-1
@@ -102,8 +106,9 @@ const boardConsoleUsage = `
 Usage: credloop board console --map FILE NAME [--log-dir DIR]
 
 Opens the board's serial port (by path, or by USB serial number or location,
-reopened if the board re-enumerates) and passes your keystrokes to it and its
-output to you, line by line. Everything is logged with timestamps to
+reopened if the board re-enumerates), or starts a linux board's firmware on
+a pseudo-terminal, and passes your keystrokes to it and its output to you,
+line by line. Everything is logged with timestamps to
 DIR/boards/NAME.log. Ctrl-] ends the session.
 
 Example:
@@ -144,6 +149,14 @@ func openMapBoard(ctx context.Context, env *Env, usage string) (hil.BoardSpec, *
 	if b.Emulate {
 		return hil.BoardSpec{}, nil, fmt.Errorf("board %s is emulated: emulators run inside scenarios ('credloop run') or on their own ('credloop board emulate %s')", b.Name, b.Kind)
 	}
+	if b.Exec != "" {
+		// Firmware run on this host: it runs while the console is open.
+		hb, err := boards.Open(ctx, boards.Options{Spec: b, RunDir: *logDir})
+		if err != nil {
+			return hil.BoardSpec{}, nil, err
+		}
+		return b, hb.Console, nil
+	}
 	po, err := b.PortOptions()
 	if err != nil {
 		return hil.BoardSpec{}, nil, err
@@ -176,6 +189,9 @@ func boardReset(ctx context.Context, env *Env) error {
 		return err
 	}
 	defer c.Close()
+	if b.Exec != "" {
+		return fmt.Errorf("board %s is firmware run on this host: it runs only while a credloop command does ('board console', 'board provision'); reset it in a scenario ('board reset %s')", b.Name, b.Name)
+	}
 	if err := hil.ResetBoard(ctx, b, c); err != nil {
 		return err
 	}
@@ -330,7 +346,9 @@ func boardProvision(ctx context.Context, env *Env) error {
 	if _, err := red.AddPSK(cr.PSK); err != nil {
 		return err
 	}
-	b, err := boards.Open(ctx, boards.Options{Spec: entry, RunDir: *logDir, Redactor: red})
+	// A host board's {ca}: the root of the directory's default CA.
+	serverCA, _ := os.ReadFile(filepath.Join(*dir, "ca", "default", "root.pem"))
+	b, err := boards.Open(ctx, boards.Options{Spec: entry, RunDir: *logDir, Redactor: red, ServerCA: serverCA})
 	if err != nil {
 		return err
 	}

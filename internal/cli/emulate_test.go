@@ -142,7 +142,7 @@ func TestBoardEmulateSignal(t *testing.T) {
 func TestBoardEmulateUsage(t *testing.T) {
 	var out, errOut strings.Builder
 	if code := Run(context.Background(), &Env{Args: []string{"board", "emulate", "stm32"}, Stdout: &out, Stderr: &errOut}); code != 2 ||
-		!strings.Contains(errOut.String(), "unknown board kind") || !strings.Contains(errOut.String(), "cc3220, esp32, nrf") {
+		!strings.Contains(errOut.String(), "unknown board kind") || !strings.Contains(errOut.String(), "cc3220, esp32, linux, nrf") {
 		t.Fatalf("unknown kind: exit %d: %s", code, errOut.String())
 	}
 	errOut.Reset()
