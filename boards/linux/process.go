@@ -114,14 +114,16 @@ func OptionsFromSpec(spec hil.BoardSpec, runDir string) Options {
 // its working directory: the board's flash, as an NVS partition is an
 // ESP32's.
 const (
-	credDir    = "credloop"
-	pskIDFile  = "psk_id"
-	pskFile    = "psk"
-	certFile   = "client.crt.pem"
-	keyFile    = "client.key.pem"
-	caFile     = "ca.crt.pem"
-	startedTag = "[credloop] "
+	credDir   = "credloop"
+	pskIDFile = "psk_id"
+	pskFile   = "psk"
+	certFile  = "client.crt.pem"
+	keyFile   = "client.key.pem"
+	caFile    = "ca.crt.pem"
 )
+
+// tag starts credloop's own lines on a linux board's console.
+const tag = "[credloop] "
 
 // Process is a firmware process and its console connection: Read returns
 // what it prints on its terminal (stdout and stderr), with credloop's
@@ -156,7 +158,6 @@ type run struct {
 	pid    int
 	stop   string        // why we stopped it ("" when it stopped on its own)
 	cut    bool          // a power cut
-	status string        // set before done closes
 	done   chan struct{} // output drained, process and group gone
 }
 
@@ -205,7 +206,7 @@ func (p *Process) wake() {
 // say queues one of credloop's own lines, on a line of its own; p.mu is
 // held.
 func (p *Process) say(format string, args ...any) {
-	line := startedTag + fmt.Sprintf(format, args...) + "\n"
+	line := tag + fmt.Sprintf(format, args...) + "\n"
 	if !p.lastNL {
 		line = "\n" + line
 	}
@@ -227,7 +228,14 @@ func (p *Process) output(b []byte) {
 func (p *Process) Read(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for len(p.queue) == 0 {
+	for {
+		for len(p.queue) > 0 && p.queue[0].mark != nil {
+			close(p.queue[0].mark)
+			p.queue = p.queue[1:]
+		}
+		if len(p.queue) > 0 {
+			break
+		}
 		if p.closed {
 			return 0, io.EOF
 		}
@@ -235,16 +243,6 @@ func (p *Process) Read(b []byte) (int, error) {
 		p.mu.Unlock()
 		<-ch
 		p.mu.Lock()
-	}
-	for len(p.queue) > 0 && p.queue[0].mark != nil {
-		close(p.queue[0].mark)
-		p.queue = p.queue[1:]
-	}
-	if len(p.queue) == 0 {
-		p.mu.Unlock()
-		n, err := p.Read(b)
-		p.mu.Lock()
-		return n, err
 	}
 	c := &p.queue[0]
 	if c.err != nil {
@@ -420,7 +418,6 @@ func (p *Process) pump(r *run) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	r.status = status
 	if p.cur == r {
 		p.cur = nil
 	}

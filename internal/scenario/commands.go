@@ -47,7 +47,11 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 // Usage documents the command set; `credloop run --commands` prints it.
 const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, ...):
 
-  cloud start [--idle D]       start the cloud on $CREDLOOP_DIR; sets $COAPS
+  cloud start [--idle D] [--coap-addr HOST:PORT]
+                               start the cloud on $CREDLOOP_DIR; sets $COAPS.
+                               --coap-addr fixes the DTLS/CoAP address for
+                               firmware with a compiled-in server (Golioth's
+                               SDK: coaps://127.0.56.1 means 127.0.56.1:5684)
   cloud stop | cloud restart   stop it; restart keeps the address and the registry
 
   clock advance D              move the virtual clock (cloud and devices) forward;
@@ -115,6 +119,11 @@ const Usage = `Scenario commands (besides testscript's exec, stdout, cmp, env, .
 Conditions:
   [board:KIND]                 the hardware map names a real board of KIND
                                (esp32, nrf, cc3220); an unknown kind is an error
+  [env:NAME]                   the host sets NAME; host variables whose names
+                               end in _FW (paths to firmware built on the host)
+                               are passed into every scenario, so
+                               '[!env:GOLIOTH_BASICS_FW] skip ...' skips a
+                               scenario whose firmware was not built
   [have:BIN]                   BIN (a third-party peer such as openssl) is
                                installed; when it is not and $CI is set the
                                condition fails the scenario instead of being
@@ -153,11 +162,16 @@ func cmdCloud(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	switch args[0] {
 	case "start":
+		var coapAddr string
 		fs := flags(ts, "cloud start", args[1:], func(fs *flag.FlagSet) {
 			fs.DurationVar(&w.idle, "idle", 0, "idle timeout of DTLS sessions")
+			fs.StringVar(&coapAddr, "coap-addr", "", "UDP address of the DTLS/CoAP endpoint (default 127.0.0.1:0)")
 		})
 		if fs.NArg() != 0 {
-			ts.Fatalf("usage: cloud start [--idle D]")
+			ts.Fatalf("usage: cloud start [--idle D] [--coap-addr HOST:PORT]")
+		}
+		if coapAddr != "" {
+			w.addr = coapAddr
 		}
 		ts.Check(w.startCloud())
 	case "stop":

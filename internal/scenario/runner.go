@@ -52,6 +52,7 @@ func Params(dir string, files []string, o Options) testscript.Params {
 			if err := setup(env, o.Hardware, o.DTLSPSKStack); err != nil {
 				return err
 			}
+			passFirmwareEnv(env, os.Environ())
 			if o.Exe == "" {
 				return nil
 			}
@@ -344,5 +345,25 @@ func condition(cond string, hw *hil.Map) (bool, error) {
 		}
 		return true, nil
 	}
+	if name, ok := strings.CutPrefix(cond, "env:"); ok {
+		if name == "" {
+			return false, fmt.Errorf("[env:]: name a variable")
+		}
+		return os.Getenv(name) != "", nil
+	}
 	return false, fmt.Errorf("unknown condition [%s]", cond)
+}
+
+// passFirmwareEnv hands the scenario the host's variables whose names end
+// in _FW: paths to firmware built on the host (Golioth's examples and HIL
+// tests built for Linux, say), which scenarios run as linux boards.
+// testscript gives a scenario a minimal environment; nothing else of the
+// host's passes.
+func passFirmwareEnv(env *testscript.Env, environ []string) {
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && v != "" && strings.HasSuffix(k, "_FW") {
+			env.Setenv(k, v)
+		}
+	}
 }
