@@ -1,6 +1,7 @@
 package registry
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -181,12 +182,50 @@ func (r *Registry) EffectiveSettings(ctx context.Context, project, device string
 	var out []Setting
 	for _, s := range all {
 		if n := len(out); n > 0 && out[n-1].Key == s.Key {
+			// A setting has the type of its project-wide value, as
+			// Golioth's settings do: a whole number set for one device
+			// where the project's value is a float is the float 10.0,
+			// which is what the SDK's float settings accept.
+			if isJSONFloat(out[n-1].Value) && isJSONInteger(s.Value) {
+				s.Value = append(bytes.Clone(s.Value), ".0"...)
+			}
 			out[n-1] = s
 			continue
 		}
 		out = append(out, s)
 	}
 	return out, version, nil
+}
+
+// isJSONInteger reports whether v is a JSON number with no fraction or
+// exponent.
+func isJSONInteger(v json.RawMessage) bool {
+	t := bytes.TrimSpace(v)
+	if len(t) == 0 {
+		return false
+	}
+	if t[0] == '-' {
+		t = t[1:]
+	}
+	if len(t) == 0 {
+		return false
+	}
+	for _, c := range t {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isJSONFloat reports whether v is a JSON number with a fraction or an
+// exponent.
+func isJSONFloat(v json.RawMessage) bool {
+	t := bytes.TrimSpace(v)
+	if len(t) == 0 || (t[0] != '-' && (t[0] < '0' || t[0] > '9')) {
+		return false
+	}
+	return bytes.ContainsAny(t, ".eE")
 }
 
 func (r *Registry) settings(ctx context.Context, q string, args ...any) ([]Setting, int64, error) {

@@ -208,3 +208,38 @@ func TestSettings(t *testing.T) {
 		t.Fatalf("statuses = %+v, %v", sts, err)
 	}
 }
+
+// A setting keeps the type of its project-wide value: a whole number set
+// for one device where the project's value is a float is a float (Golioth's
+// HIL settings test sets TEST_FLOAT to 10 for a device and expects the
+// float 10), and an integer setting stays an integer.
+func TestSettingKeepsProjectType(t *testing.T) {
+	r := devReg(t, newClock())
+	ctx := ctxT(t)
+	for _, s := range []Setting{
+		{Project: "acme", Key: "TEST_FLOAT", Value: []byte("1.23")},
+		{Project: "acme", Device: "dev1", Key: "TEST_FLOAT", Value: []byte("10")},
+		{Project: "acme", Key: "TEST_INT", Value: []byte("1")},
+		{Project: "acme", Device: "dev1", Key: "TEST_INT", Value: []byte("-7")},
+		{Project: "acme", Key: "NEG", Value: []byte("-2e3")},
+		{Project: "acme", Device: "dev1", Key: "NEG", Value: []byte("-4")},
+	} {
+		if _, err := r.PutSetting(ctx, s, Event{Project: "acme", Device: s.Device, Kind: EventSettingsSet}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eff, _, err := r.EffectiveSettings(ctx, "acme", "dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, s := range eff {
+		got[s.Key] = string(s.Value)
+	}
+	want := map[string]string{"TEST_FLOAT": "10.0", "TEST_INT": "-7", "NEG": "-4.0"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %s, want %s (all: %v)", k, got[k], v, got)
+		}
+	}
+}
