@@ -128,6 +128,9 @@ Conditions:
                                installed; when it is not and $CI is set the
                                condition fails the scenario instead of being
                                false, so '[!have:openssl] skip' never skips in CI
+  [pkgconfig:LIB]              pkg-config knows LIB (its development files are
+                               installed, e.g. libcoap-3-openssl for a firmware
+                               built in the scenario); under $CI as [have:BIN]
 
   expect device PROJECT ID (exists|absent|enabled|disabled|auto-provisioned)
   expect credentials PROJECT ID [--kind psk|cert] [--state S] --count N

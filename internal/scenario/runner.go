@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"fmt"
 	"io"
@@ -345,6 +346,9 @@ func condition(cond string, hw *hil.Map) (bool, error) {
 		}
 		return true, nil
 	}
+	if lib, ok := strings.CutPrefix(cond, "pkgconfig:"); ok {
+		return pkgConfigCondition(lib)
+	}
 	if name, ok := strings.CutPrefix(cond, "env:"); ok {
 		if name == "" {
 			return false, fmt.Errorf("[env:]: name a variable")
@@ -352,6 +356,29 @@ func condition(cond string, hw *hil.Map) (bool, error) {
 		return os.Getenv(name) != "", nil
 	}
 	return false, fmt.Errorf("unknown condition [%s]", cond)
+}
+
+// pkgConfigCondition reports whether pkg-config knows the library lib
+// (its development files are installed), as the scenarios that build a
+// host firmware need; like [have:BIN], under CI a missing library fails
+// the scenario instead of skipping it.
+func pkgConfigCondition(lib string) (bool, error) {
+	if lib == "" {
+		return false, fmt.Errorf("[pkgconfig:]: name a library")
+	}
+	bin, err := exec.LookPath("pkg-config")
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err = exec.CommandContext(ctx, bin, "--exists", lib).Run()
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			return false, fmt.Errorf("pkg-config does not know %s and CI is set: .ci/run must install it: %w", lib, err)
+		}
+		return false, nil
+	}
+	return true, nil
 }
 
 // passFirmwareEnv hands the scenario the host's variables whose names end

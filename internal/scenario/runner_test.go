@@ -83,3 +83,18 @@ func TestCloudStartCoAPAddr(t *testing.T) {
 	p := Params(dir, nil, Options{})
 	testscript.Run(t, p)
 }
+
+func TestConditionPkgConfig(t *testing.T) {
+	t.Setenv("CI", "")
+	if _, err := condition("pkgconfig:", nil); err == nil {
+		t.Fatal("condition(pkgconfig:) = nil error, want one")
+	}
+	got, err := condition("pkgconfig:credloop-no-such-library", nil)
+	if err != nil || got {
+		t.Fatalf("condition(unknown library) = %v, %v; want false, nil", got, err)
+	}
+	t.Setenv("CI", "true")
+	if _, err := condition("pkgconfig:credloop-no-such-library", nil); err == nil {
+		t.Fatal("condition(unknown library) under CI = nil error, want one")
+	}
+}
