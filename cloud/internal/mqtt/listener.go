@@ -263,9 +263,16 @@ func (l *listener) forget(s *session) {
 	l.mu.Unlock()
 }
 
-// Close stops accepting, lets the broker disconnect its clients, and
-// closes every connection still open (handshakes included). The broker
-// calls it from its Close; wait waits for the goroutines.
+// Close stops accepting, closes every connection still open (handshakes
+// included), waits for their goroutines, and only then lets the broker
+// drop what it still holds of its clients. The broker calls it from its
+// Close.
+//
+// The order matters: mochi-mqtt's closeListenerClients holds its clients'
+// read lock and takes it again (GetByListener calls Len), so a connection
+// ending at that moment, whose Delete waits for the write lock, blocks
+// the second read lock and both forever. With every connection ended
+// first, nothing deletes a client while the broker walks them.
 func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Lock()
 	if l.closed {
@@ -276,7 +283,7 @@ func (l *listener) Close(closeClients listeners.CloseFn) {
 	l.mu.Unlock()
 	l.cancel()
 	_ = l.ln.Close()
-	closeClients(listenerID)
+	defer closeClients(listenerID)
 	l.mu.Lock()
 	var conns []net.Conn
 	for c := range l.pending {
