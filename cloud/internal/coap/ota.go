@@ -3,7 +3,6 @@ package coap
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -100,17 +99,8 @@ func (s *Server) otaReport(w *response, r *pool.Message, p Peer, pkg string) {
 		s.reply(w, codes.MethodNotAllowed, "reports go to .u/c/<package>")
 		return
 	}
-	if cf, err := r.ContentFormat(); err == nil && cf != message.AppCBOR {
-		s.reply(w, codes.UnsupportedMediaType, "an OTA report is CBOR (content-format 60)")
-		return
-	}
-	body, err := r.ReadBody()
-	if err != nil {
-		s.reply(w, codes.BadRequest, "unreadable body")
-		return
-	}
-	if len(body) > maxOTAReportBody {
-		s.reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("an OTA report is at most %d bytes", maxOTAReportBody))
+	body, ok := s.cborBody(w, r, "an OTA report", maxOTAReportBody)
+	if !ok {
 		return
 	}
 	rep, err := decodeOTAReport(body)

@@ -63,17 +63,8 @@ func (s *Server) rpcStatus(w *response, r *pool.Message, p Peer) {
 		s.reply(w, codes.MethodNotAllowed, "POST only")
 		return
 	}
-	if cf, err := r.ContentFormat(); err == nil && cf != message.AppCBOR {
-		s.reply(w, codes.UnsupportedMediaType, "an RPC status is CBOR (content-format 60)")
-		return
-	}
-	body, err := r.ReadBody()
-	if err != nil {
-		s.reply(w, codes.BadRequest, "unreadable body")
-		return
-	}
-	if len(body) > maxRPCStatusBody {
-		s.reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("an RPC status is at most %d bytes", maxRPCStatusBody))
+	body, ok := s.cborBody(w, r, "an RPC status", maxRPCStatusBody)
+	if !ok {
 		return
 	}
 	st, err := decodeRPCStatus(body)
@@ -240,4 +231,24 @@ func (s *Server) renderRPC(ctx context.Context, q observeQuery) response {
 		s.Notify(q.Peer.Project, q.Peer.Device, ".rpc")
 	}
 	return response{code: codes.Content, cf: message.AppCBOR, hasCF: true, body: body}
+}
+
+// cborBody reads a device's CBOR payload of at most max bytes, answering
+// 4.15, 4.00 or 4.13 (and false) when it is not one; what names it in the
+// diagnostic ("an RPC status").
+func (s *Server) cborBody(w *response, r *pool.Message, what string, max int) ([]byte, bool) {
+	if cf, err := r.ContentFormat(); err == nil && cf != message.AppCBOR {
+		s.reply(w, codes.UnsupportedMediaType, what+" is CBOR (content-format 60)")
+		return nil, false
+	}
+	body, err := r.ReadBody()
+	if err != nil {
+		s.reply(w, codes.BadRequest, "unreadable body")
+		return nil, false
+	}
+	if len(body) > max {
+		s.reply(w, codes.RequestEntityTooLarge, fmt.Sprintf("%s is at most %d bytes", what, max))
+		return nil, false
+	}
+	return body, true
 }
